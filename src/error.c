@@ -1,0 +1,29 @@
+/* error.c - mmk_strerror and mmk_version. */
+#include "mmkit.h"
+
+#include <string.h>
+
+/* strerror() is not guaranteed thread-safe; strerrordesc_np (glibc >= 2.32)
+ * returns a static description. */
+extern const char *strerrordesc_np(int errnum);
+
+const char *mmk_strerror(int err)
+{
+    if (err < 0)
+        err = -err;
+    switch (err) {
+    case 0:            return "success";
+    case MMK_EBUDGET:  return "mapping budget exhausted (vm.max_map_count share)";
+    case MMK_ESIZE:    return "sizes do not match";
+    case MMK_ESTATE:   return "object is not in a state that allows this call";
+    case MMK_ECORRUPT: return "metadata failed a consistency check";
+    default:           break;
+    }
+    const char *s = err < MMK_EBASE ? strerrordesc_np(err) : NULL;
+    return s ? s : "unknown error";
+}
+
+const char *mmk_version(void)
+{
+    return MMK_VERSION_STRING;
+}

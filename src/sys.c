@@ -1,0 +1,244 @@
+/*
+ * sys.c - thin, async-signal-safe wrappers over the system calls mmkit uses.
+ *
+ * Each wrapper saves and restores errno, so that a fault handler which calls
+ * them leaves the interrupted code's errno untouched.
+ */
+#include "sys.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static size_t page_size_cached;
+
+__attribute__((constructor)) static void sys_init(void)
+{
+    page_size_cached = (size_t)sysconf(_SC_PAGESIZE);
+}
+
+size_t mmk__page_size(void)
+{
+    if (!page_size_cached)
+        page_size_cached = (size_t)sysconf(_SC_PAGESIZE);
+    return page_size_cached;
+}
+
+/* ---- fault injection ---------------------------------------------------- */
+
+enum { INJ_MMAP, INJ_MUNMAP, INJ_MPROTECT, INJ_MREMAP, INJ_MEMFD, INJ_OPEN,
+       INJ_FTRUNCATE, INJ_FALLOCATE, INJ_FSYNC, INJ_WRITE, INJ_COUNT };
+
+static const char *const inj_names[INJ_COUNT] = {
+    "mmap", "munmap", "mprotect", "mremap", "memfd", "open",
+    "ftruncate", "fallocate", "fsync", "write",
+};
+
+static struct { atomic_int count; int err; } inj[INJ_COUNT];
+
+int mmk__sys_inject(const char *name, int count, int err)
+{
+    for (int i = 0; i < INJ_COUNT; i++) {
+        if (strcmp(name, inj_names[i]) == 0) {
+            inj[i].err = err < 0 ? -err : err;
+            atomic_store(&inj[i].count, count);
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+/* Returns a negative errno if an injected failure is due for op. */
+static inline int injected(int op)
+{
+    if (__builtin_expect(atomic_load_explicit(&inj[op].count, memory_order_relaxed) <= 0, 1))
+        return 0;
+    if (atomic_fetch_sub(&inj[op].count, 1) > 0)
+        return -inj[op].err;
+    return 0;
+}
+
+/* ---- wrappers ------------------------------------------------------------ */
+
+#define SAVE_ERRNO int saved_errno_ = errno
+#define RESULT(ok_expr, res) \
+    do { int r_ = (ok_expr) ? (res) : -errno; errno = saved_errno_; return r_; } while (0)
+
+int mmk__sys_mmap(void **out, void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+    int e = injected(INJ_MMAP);
+    if (e)
+        return e;
+    SAVE_ERRNO;
+    void *p = mmap(addr, len, prot, flags, fd, off);
+    if (p == MAP_FAILED) {
+        int r = -errno;
+        errno = saved_errno_;
+        return r;
+    }
+    *out = p;
+    errno = saved_errno_;
+    return 0;
+}
+
+int mmk__sys_munmap(void *addr, size_t len)
+{
+    int e = injected(INJ_MUNMAP);
+    if (e)
+        return e;
+    SAVE_ERRNO;
+    RESULT(munmap(addr, len) == 0, 0);
+}
+
+int mmk__sys_mprotect(void *addr, size_t len, int prot)
+{
+    int e = injected(INJ_MPROTECT);
+    if (e)
+        return e;
+    SAVE_ERRNO;
+    RESULT(mprotect(addr, len, prot) == 0, 0);
+}
+
+int mmk__sys_madvise(void *addr, size_t len, int advice)
+{
+    SAVE_ERRNO;
+    RESULT(madvise(addr, len, advice) == 0, 0);
+}
+
+int mmk__sys_mremap(void **out, void *old, size_t oldlen, size_t newlen, int flags, void *newaddr)
+{
+    int e = injected(INJ_MREMAP);
+    if (e)
+        return e;
+    SAVE_ERRNO;
+    void *p = mremap(old, oldlen, newlen, flags, newaddr);
+    if (p == MAP_FAILED) {
+        int r = -errno;
+        errno = saved_errno_;
+        return r;
+    }
+    *out = p;
+    errno = saved_errno_;
+    return 0;
+}
+
+int mmk__sys_memfd(const char *name, unsigned extra)
+{
+    int e = injected(INJ_MEMFD);
+    if (e)
+        return e;
+    SAVE_ERRNO;
+    int fd = memfd_create(name, MFD_CLOEXEC | extra);
+    RESULT(fd >= 0, fd);
+}
+
+int mmk__sys_open(const char *path, int flags, mode_t mode)
+{
+    int e = injected(INJ_OPEN);
+    if (e)
+        return e;
+    SAVE_ERRNO;
+    int fd;
+    do
+        fd = open(path, flags | O_CLOEXEC, mode);
+    while (fd < 0 && errno == EINTR);
+    RESULT(fd >= 0, fd);
+}
+
+int mmk__sys_close(int fd)
+{
+    SAVE_ERRNO;
+    /* On Linux the descriptor is released even when close reports EINTR. */
+    int r = close(fd);
+    RESULT(r == 0 || errno == EINTR, 0);
+}
+
+int mmk__sys_ftruncate(int fd, off_t len)
+{
+    int e = injected(INJ_FTRUNCATE);
+    if (e)
+        return e;
+    SAVE_ERRNO;
+    int r;
+    do
+        r = ftruncate(fd, len);
+    while (r < 0 && errno == EINTR);
+    RESULT(r == 0, 0);
+}
+
+int mmk__sys_fallocate(int fd, int mode, off_t off, off_t len)
+{
+    int e = injected(INJ_FALLOCATE);
+    if (e)
+        return e;
+    SAVE_ERRNO;
+    int r;
+    do
+        r = fallocate(fd, mode, off, len);
+    while (r < 0 && errno == EINTR);
+    RESULT(r == 0, 0);
+}
+
+int mmk__sys_fstat(int fd, struct stat *st)
+{
+    SAVE_ERRNO;
+    RESULT(fstat(fd, st) == 0, 0);
+}
+
+int mmk__sys_fsync(int fd)
+{
+    int e = injected(INJ_FSYNC);
+    if (e)
+        return e;
+    SAVE_ERRNO;
+    RESULT(fsync(fd) == 0, 0);
+}
+
+int mmk__sys_msync(void *addr, size_t len, int flags)
+{
+    SAVE_ERRNO;
+    RESULT(msync(addr, len, flags) == 0, 0);
+}
+
+off_t mmk__sys_lseek(int fd, off_t off, int whence)
+{
+    SAVE_ERRNO;
+    off_t r = lseek(fd, off, whence);
+    if (r < 0)
+        r = -errno;
+    errno = saved_errno_;
+    return r;
+}
+
+int mmk__sys_fcntl(int fd, int cmd, long arg)
+{
+    SAVE_ERRNO;
+    int r = fcntl(fd, cmd, arg);
+    RESULT(r >= 0, r);
+}
+
+int mmk__sys_write_all(int fd, const void *buf, size_t len)
+{
+    int e = injected(INJ_WRITE);
+    if (e)
+        return e;
+    SAVE_ERRNO;
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int r = -errno;
+            errno = saved_errno_;
+            return r;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    errno = saved_errno_;
+    return 0;
+}

@@ -1,0 +1,62 @@
+/*
+ * sys.h - every system call mmkit makes goes through here.
+ *
+ * Each wrapper returns 0 (or a non-negative result) on success and a negative
+ * errno on failure, and never touches errno's value as seen by its caller
+ * except through that return value.  All of them are async-signal-safe (they
+ * are thin wrappers over system calls), so the fault handlers may use them.
+ *
+ * This is also the single place where tests can inject failures: see
+ * mmk__sys_inject().
+ */
+#ifndef MMK_SYS_H
+#define MMK_SYS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/stat.h>
+
+/* Page size, read once (first call is not async-signal-safe-critical: it
+ * only reads a cached value after mmk__sys_init ran from a constructor). */
+size_t mmk__page_size(void);
+
+/*
+ * mmap.  pre: len > 0.  On success *out is the mapping.  With MAP_FIXED the
+ * old mapping at addr is replaced atomically (no window where it is unmapped).
+ */
+int mmk__sys_mmap(void **out, void *addr, size_t len, int prot, int flags, int fd, off_t off);
+/* munmap.  pre: addr page-aligned. */
+int mmk__sys_munmap(void *addr, size_t len);
+/* mprotect.  pre: addr page-aligned. */
+int mmk__sys_mprotect(void *addr, size_t len, int prot);
+/* madvise. */
+int mmk__sys_madvise(void *addr, size_t len, int advice);
+/* mremap with flags (MREMAP_MAYMOVE, MREMAP_FIXED, MREMAP_DONTUNMAP). */
+int mmk__sys_mremap(void **out, void *old, size_t oldlen, size_t newlen, int flags, void *newaddr);
+
+/* memfd_create(name, MFD_CLOEXEC | extra).  Returns the fd. */
+int mmk__sys_memfd(const char *name, unsigned extra);
+/* open(2).  Returns the fd. */
+int mmk__sys_open(const char *path, int flags, mode_t mode);
+int mmk__sys_close(int fd);
+int mmk__sys_ftruncate(int fd, off_t len);
+int mmk__sys_fallocate(int fd, int mode, off_t off, off_t len);
+int mmk__sys_fstat(int fd, struct stat *st);
+int mmk__sys_fsync(int fd);
+int mmk__sys_msync(void *addr, size_t len, int flags);
+/* lseek with SEEK_DATA / SEEK_HOLE and friends; returns the offset. */
+off_t mmk__sys_lseek(int fd, off_t off, int whence);
+/* fcntl with an integer argument; returns the result. */
+int mmk__sys_fcntl(int fd, int cmd, long arg);
+/* write(2) of all of buf (retries short writes and EINTR).  0 or -errno. */
+int mmk__sys_write_all(int fd, const void *buf, size_t len);
+
+/*
+ * Fault injection for tests: make the next `count` calls of the wrapper named
+ * `name` ("mmap", "ftruncate", "fallocate", "memfd", ...) fail with -err.
+ * count 0 clears.  Not thread-safe against concurrent injection; meant for
+ * single-threaded tests.  Returns 0, or -EINVAL for an unknown name.
+ */
+int mmk__sys_inject(const char *name, int count, int err);
+
+#endif

@@ -1,0 +1,22 @@
+/* cli.h - shared declarations of the mmkit command-line tool. */
+#ifndef MMK_CLI_H
+#define MMK_CLI_H
+
+#include <stdio.h>
+
+/* Subcommands: each returns the process exit status. */
+int cmd_demo(int argc, char **argv);
+
+/*
+ * Demo chapters.  Each prints a short, readable account of one module at
+ * work and returns 0, or prints what went wrong and returns 1.
+ */
+int demo_fault(void);
+int demo_mirror(void);
+int demo_arena(void);
+int demo_region(void);
+
+/* Print "mmkit: " + a formatted message + newline to stderr. */
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
