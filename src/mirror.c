@@ -1,0 +1,619 @@
+/*
+ * mirror.c - one memfd mapped twice, read-write and read-only.
+ *
+ * Layout.  A mirror is one reservation of 2 * size bytes: the read-write view
+ * in the low half, the read-only view in the high half, both MAP_SHARED
+ * mappings of the same memfd.  Conversions are then a compare and an add, and
+ * the whole reservation is a single fault-router area, so a stray access is
+ * routed to mirror_fault() below with the mirror as its context.
+ *
+ * Write windows.  A pthread mutex serialises writers; an uncontended lock and
+ * unlock stay in user space (a futex is only entered on contention), so a
+ * window costs no system call in the default mode.  Nesting is counted by the
+ * owner itself: `owner` holds a per-thread tag of the thread inside the
+ * window, and only that thread ever stores its own tag there, so a thread can
+ * read `owner` without the lock to learn whether it is already inside.
+ *
+ * Watch mode (x86-64).  The fault handler reports the access, opens the page
+ * (mprotect to read-write), sets the trap flag (EFLAGS.TF) in the interrupted
+ * context and asks for a retry.  The kernel restores TF on sigreturn, so the
+ * CPU runs exactly the faulting instruction and then raises a debug trap,
+ * delivered as SIGTRAP with si_code TRAP_TRACE.  Our SIGTRAP handler clears
+ * TF and protects the page again.  The pages opened are remembered per thread
+ * (an instruction may straddle two pages, so a few slots); a REP-string
+ * instruction traps after every iteration with the same RIP, so the page
+ * stays open until RIP moves on.  ptrace-based debuggers and rr also use TF:
+ * run them without watch mode.
+ */
+#include "mmkit.h"
+#include "mirror.h"
+#include "sys.h"
+
+#include <errno.h>
+#include <execinfo.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <ucontext.h>
+
+struct mmk_mirror {
+    char *rw;            /* read-write view; the reservation starts here */
+    char *ro;            /* read-only view, rw + size */
+    size_t size;
+    int fd;
+    unsigned flags;
+    mmk_area *area;      /* covers [rw, rw + 2 * size) */
+    pthread_mutex_t lock;
+    atomic_uintptr_t owner; /* tag of the thread in the window, 0 if none */
+    unsigned depth;      /* nesting of the owner's window; owner-only */
+    atomic_uint policy;
+    _Atomic(mmk_fault_fn) cb;
+    _Atomic(void *) cb_ctx;
+    atomic_size_t strays;
+};
+
+#define KNOWN_FLAGS MMK_MIRROR_GUARD
+
+/* The address of a thread-local byte: unique among live threads. */
+static __thread char thread_tag __attribute__((tls_model("initial-exec")));
+
+static uintptr_t self_tag(void)
+{
+    return (uintptr_t)&thread_tag;
+}
+
+/* ---- shared with ring.c -------------------------------------------------- */
+
+int mmk__double_map(int fd, size_t size, int prot_first, int prot_second, char **base)
+{
+    void *res;
+    int r = mmk__sys_mmap(&res, NULL, 2 * size, PROT_NONE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r < 0)
+        return r;
+    char *b = res;
+    void *got;
+    r = mmk__sys_mmap(&got, b, size, prot_first, MAP_SHARED | MAP_FIXED, fd, 0);
+    if (r == 0)
+        r = mmk__sys_mmap(&got, b + size, size, prot_second, MAP_SHARED | MAP_FIXED, fd, 0);
+    if (r < 0) {
+        mmk__sys_munmap(b, 2 * size);
+        return r;
+    }
+    *base = b;
+    return 0;
+}
+
+int mmk__sealed_memfd(const char *name, size_t size)
+{
+    if (size > (size_t)INT64_MAX)
+        return -ENOMEM;
+    int fd = mmk__sys_memfd(name, MFD_ALLOW_SEALING);
+    if (fd < 0)
+        return fd;
+    int r = mmk__sys_ftruncate(fd, (off_t)size);
+    if (r == -EFBIG || r == -EINVAL)
+        r = -ENOMEM; /* larger than a file may be: the same as no room */
+    if (r == 0)
+        r = mmk__sys_fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+    if (r < 0) {
+        mmk__sys_close(fd);
+        return r;
+    }
+    return fd;
+}
+
+/* ---- reporting (async-signal-safe) --------------------------------------- */
+
+static char *put_str(char *p, const char *s)
+{
+    while (*s)
+        *p++ = *s++;
+    return p;
+}
+
+static char *put_hex(char *p, uintptr_t v)
+{
+    char tmp[2 * sizeof v];
+    int n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v);
+    p = put_str(p, "0x");
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+static char *put_dec(char *p, size_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n)
+        *p++ = tmp[--n];
+    return p;
+}
+
+/*
+ * "mmkit: <verb> <kind> at ADDR (mirror M, offset N)" and a backtrace, to
+ * fd 2.  backtrace() was called once outside any handler (see load_unwinder),
+ * so libgcc's unwinder is already loaded and nothing here allocates.
+ */
+static void report(const mmk_mirror *m, const char *verb, const char *kind, uintptr_t addr,
+                   size_t off)
+{
+    char line[160], *p = line;
+    p = put_str(p, "mmkit: ");
+    p = put_str(p, verb);
+    p = put_str(p, " ");
+    p = put_str(p, kind);
+    p = put_str(p, " at ");
+    p = put_hex(p, addr);
+    p = put_str(p, " (mirror ");
+    p = put_hex(p, (uintptr_t)m);
+    p = put_str(p, ", offset ");
+    p = put_dec(p, off);
+    p = put_str(p, ")\n");
+    mmk__sys_write_all(2, line, (size_t)(p - line));
+    void *frames[64];
+    int n = backtrace(frames, 64);
+    backtrace_symbols_fd(frames, n, 2);
+}
+
+static pthread_once_t unwinder_once = PTHREAD_ONCE_INIT;
+
+static void load_unwinder_once(void)
+{
+    void *frame[2];
+    backtrace(frame, 2); /* dlopens libgcc_s now, not inside a handler */
+}
+
+static void load_unwinder(void)
+{
+    pthread_once(&unwinder_once, load_unwinder_once);
+}
+
+/* ---- watch mode ---------------------------------------------------------- */
+
+#if defined(__x86_64__)
+#define WATCH_SUPPORTED 1
+#define EFLAGS_TF 0x100
+
+enum { WATCH_SLOTS = 4 };
+
+struct watch_slot {
+    mmk_mirror *m;
+    char *page;
+};
+
+/* Pages this thread opened for the instruction it is single-stepping. */
+static __thread struct {
+    int n;
+    greg_t rip;
+    struct watch_slot s[WATCH_SLOTS];
+} watching __attribute__((tls_model("initial-exec")));
+
+static pthread_mutex_t trap_lock = PTHREAD_MUTEX_INITIALIZER;
+static int trap_installed;
+static struct sigaction prev_trap;
+
+/* The protection a page of m has when no instruction is being watched. */
+static int resting_prot(const mmk_mirror *m, const char *page)
+{
+    if (page >= m->ro)
+        return PROT_READ;
+    if (!(m->flags & MMK_MIRROR_GUARD) || atomic_load(&m->owner) != 0)
+        return PROT_READ | PROT_WRITE;
+    return PROT_NONE;
+}
+
+static void watch_close_slot(struct watch_slot *s)
+{
+    mmk__sys_mprotect(s->page, mmk__page_size(), resting_prot(s->m, s->page));
+}
+
+static void on_trap(int sig, siginfo_t *si, void *uctx)
+{
+    int saved_errno = errno;
+    ucontext_t *uc = uctx;
+    if (watching.n > 0 && si->si_code == TRAP_TRACE) {
+        /* A REP-string instruction traps after each iteration without moving
+         * RIP: keep its pages open until it is done. */
+        if (uc->uc_mcontext.gregs[REG_RIP] != watching.rip) {
+            uc->uc_mcontext.gregs[REG_EFL] &= ~(greg_t)EFLAGS_TF;
+            for (int i = 0; i < watching.n; i++)
+                watch_close_slot(&watching.s[i]);
+            watching.n = 0;
+        }
+        errno = saved_errno;
+        return;
+    }
+    /* Not ours: behave as if mmkit had never touched SIGTRAP. */
+    if (prev_trap.sa_flags & SA_SIGINFO) {
+        prev_trap.sa_sigaction(sig, si, uctx);
+    } else if (prev_trap.sa_handler == SIG_DFL) {
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        sigemptyset(&dfl.sa_mask);
+        sigaction(SIGTRAP, &dfl, NULL);
+        raise(SIGTRAP); /* a trap does not recur on return: send it again */
+    } else if (prev_trap.sa_handler != SIG_IGN) {
+        prev_trap.sa_handler(sig);
+    }
+    errno = saved_errno;
+}
+
+static int install_trap_handler(void)
+{
+    int r = 0;
+    pthread_mutex_lock(&trap_lock);
+    if (!trap_installed) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_sigaction = on_trap;
+        sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER | SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        if (sigaction(SIGTRAP, &sa, &prev_trap) == 0)
+            trap_installed = 1;
+        else
+            r = -errno;
+    }
+    pthread_mutex_unlock(&trap_lock);
+    return r;
+}
+
+/* Open the faulting page for one instruction.  Returns MMK_FAULT_RETRY, or
+ * MMK_FAULT_PASS if the page could not be opened. */
+static int watch_step(mmk_mirror *m, const mmk_fault *f)
+{
+    size_t pg = mmk__page_size();
+    char *page = (char *)((uintptr_t)f->addr & ~(uintptr_t)(pg - 1));
+    ucontext_t *uc = f->ucontext;
+    greg_t rip = uc->uc_mcontext.gregs[REG_RIP];
+    if (watching.n > 0 && watching.rip != rip) {
+        /* A different instruction: whatever was open is done with. */
+        for (int i = 0; i < watching.n; i++)
+            watch_close_slot(&watching.s[i]);
+        watching.n = 0;
+    }
+    if (watching.n == WATCH_SLOTS) {
+        watch_close_slot(&watching.s[0]);
+        memmove(&watching.s[0], &watching.s[1], (WATCH_SLOTS - 1) * sizeof watching.s[0]);
+        watching.n--;
+    }
+    if (mmk__sys_mprotect(page, pg, PROT_READ | PROT_WRITE) < 0)
+        return MMK_FAULT_PASS;
+    watching.s[watching.n++] = (struct watch_slot){ m, page };
+    watching.rip = rip;
+    uc->uc_mcontext.gregs[REG_EFL] |= EFLAGS_TF;
+    return MMK_FAULT_RETRY;
+}
+#else
+#define WATCH_SUPPORTED 0
+#endif
+
+/* ---- the fault handler ---------------------------------------------------- */
+
+/* Die of SIGSEGV, whatever handler the process had: re-running the access
+ * with the default action in place faults again and ends the process. */
+static int die_of_segv(void)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    sigaction(SIGSEGV, &dfl, NULL);
+    return MMK_FAULT_RETRY;
+}
+
+static int mirror_fault(const mmk_fault *f, void *ctx)
+{
+    mmk_mirror *m = ctx;
+    uintptr_t a = (uintptr_t)f->addr;
+    if (f->signo != SIGSEGV)
+        return MMK_FAULT_PASS; /* SIGBUS: the file was cut short; not ours */
+    int in_ro = a >= (uintptr_t)m->ro;
+    size_t off = a - (uintptr_t)(in_ro ? m->ro : m->rw);
+    const char *kind;
+    if (in_ro) {
+        if (f->write == 0)
+            return MMK_FAULT_PASS; /* a read of a readable page: not a stray */
+        kind = "write";
+    } else {
+        if (!(m->flags & MMK_MIRROR_GUARD))
+            return MMK_FAULT_PASS;
+        if (atomic_load(&m->owner) == self_tag()) {
+            /* Our own window, but a watched instruction of another thread
+             * re-protected this page as the window opened: open it again. */
+            size_t pg = mmk__page_size();
+            char *page = (char *)(a & ~(uintptr_t)(pg - 1));
+            if (mmk__sys_mprotect(page, pg, PROT_READ | PROT_WRITE) < 0)
+                return MMK_FAULT_PASS;
+            return MMK_FAULT_RETRY;
+        }
+        kind = f->write == 1 ? "write" : f->write == 0 ? "read" : "access";
+    }
+    atomic_fetch_add(&m->strays, 1);
+    switch (atomic_load(&m->policy)) {
+    case MMK_MIRROR_CALLBACK: {
+        mmk_fault_fn cb = atomic_load(&m->cb);
+        if (cb)
+            return cb(f, atomic_load(&m->cb_ctx));
+        break;
+    }
+#if WATCH_SUPPORTED
+    case MMK_MIRROR_WATCH:
+        report(m, "watched", kind, a, off);
+        return watch_step(m, f);
+#endif
+    default:
+        break;
+    }
+    report(m, "stray", kind, a, off);
+    return die_of_segv();
+}
+
+/* ---- life cycle ------------------------------------------------------------ */
+
+/* Build a mirror over fd (taken over: closed on failure). */
+static mmk_mirror *mirror_new(int fd, size_t size, unsigned flags)
+{
+    mmk_mirror *m = calloc(1, sizeof *m);
+    if (!m) {
+        mmk__sys_close(fd);
+        errno = ENOMEM;
+        return NULL;
+    }
+    int rw_prot = (flags & MMK_MIRROR_GUARD) ? PROT_NONE : PROT_READ | PROT_WRITE;
+    char *base;
+    int r = mmk__double_map(fd, size, rw_prot, PROT_READ, &base);
+    if (r < 0) {
+        free(m);
+        mmk__sys_close(fd);
+        errno = -r;
+        return NULL;
+    }
+    m->rw = base;
+    m->ro = base + size;
+    m->size = size;
+    m->fd = fd;
+    m->flags = flags;
+    pthread_mutex_init(&m->lock, NULL);
+    atomic_init(&m->owner, 0);
+    atomic_init(&m->policy, MMK_MIRROR_ABORT);
+    atomic_init(&m->cb, NULL);
+    atomic_init(&m->cb_ctx, NULL);
+    atomic_init(&m->strays, 0);
+    load_unwinder();
+    m->area = mmk_area_register(base, 2 * size, mirror_fault, m);
+    if (!m->area) {
+        int e = errno;
+        mmk__sys_munmap(base, 2 * size);
+        mmk__sys_close(fd);
+        pthread_mutex_destroy(&m->lock);
+        free(m);
+        errno = e;
+        return NULL;
+    }
+    return m;
+}
+
+/* Round size up to pages; 0 if that is impossible or both views cannot fit. */
+static size_t round_size(size_t size)
+{
+    size_t pg = mmk__page_size();
+    if (size > (SIZE_MAX / 2 - pg) || size > (size_t)INT64_MAX / 2)
+        return 0;
+    return (size + pg - 1) & ~(pg - 1);
+}
+
+mmk_mirror *mmk_mirror_create(size_t size, unsigned flags)
+{
+    if (size == 0 || (flags & ~KNOWN_FLAGS)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size = round_size(size);
+    if (size == 0) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    int fd = mmk__sealed_memfd("mmkit-mirror", size);
+    if (fd < 0) {
+        errno = -fd;
+        return NULL;
+    }
+    return mirror_new(fd, size, flags);
+}
+
+mmk_mirror *mmk_mirror_open_fd(int fd, unsigned flags)
+{
+    if (flags & ~KNOWN_FLAGS) {
+        errno = EINVAL;
+        return NULL;
+    }
+    if (fd < 0) {
+        errno = EBADF;
+        return NULL;
+    }
+    struct stat st;
+    int r = mmk__sys_fstat(fd, &st);
+    if (r < 0) {
+        errno = -r;
+        return NULL;
+    }
+    size_t pg = mmk__page_size();
+    if (!S_ISREG(st.st_mode) || st.st_size <= 0 || ((size_t)st.st_size & (pg - 1)) ||
+        round_size((size_t)st.st_size) != (size_t)st.st_size) {
+        errno = EINVAL;
+        return NULL;
+    }
+    int own = mmk__sys_fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0) {
+        errno = -own;
+        return NULL;
+    }
+    return mirror_new(own, (size_t)st.st_size, flags);
+}
+
+int mmk_mirror_destroy(mmk_mirror *m)
+{
+    if (!m)
+        return -EINVAL;
+    if (atomic_load(&m->owner) != 0)
+        return -EBUSY;
+    int r = mmk_area_unregister(m->area);
+    if (r < 0)
+        return r;
+    mmk__sys_munmap(m->rw, 2 * m->size);
+    mmk__sys_close(m->fd);
+    pthread_mutex_destroy(&m->lock);
+    free(m);
+    return 0;
+}
+
+/* ---- accessors and conversions -------------------------------------------- */
+
+void *mmk_mirror_rw(mmk_mirror *m)
+{
+    return m ? m->rw : NULL;
+}
+
+const void *mmk_mirror_ro(mmk_mirror *m)
+{
+    return m ? m->ro : NULL;
+}
+
+size_t mmk_mirror_size(const mmk_mirror *m)
+{
+    return m ? m->size : 0;
+}
+
+int mmk_mirror_fd(const mmk_mirror *m)
+{
+    return m ? m->fd : -EINVAL;
+}
+
+size_t mmk_mirror_strays(const mmk_mirror *m)
+{
+    return m ? atomic_load(&((mmk_mirror *)m)->strays) : 0;
+}
+
+/* Offset of p in the mirror, or -1 (errno set) if p is in neither view. */
+static ptrdiff_t offset_of(const mmk_mirror *m, const void *p)
+{
+    if (!m) {
+        errno = EINVAL;
+        return -1;
+    }
+    /* One unsigned compare covers both views: they are adjacent. */
+    uintptr_t d = (uintptr_t)p - (uintptr_t)m->rw;
+    if (d >= 2 * m->size) {
+        errno = EFAULT;
+        return -1;
+    }
+    return (ptrdiff_t)(d < m->size ? d : d - m->size);
+}
+
+void *mmk_rw(mmk_mirror *m, const void *p)
+{
+    ptrdiff_t off = offset_of(m, p);
+    return off < 0 ? NULL : m->rw + off;
+}
+
+const void *mmk_ro(mmk_mirror *m, const void *p)
+{
+    ptrdiff_t off = offset_of(m, p);
+    return off < 0 ? NULL : m->ro + off;
+}
+
+/* ---- write windows --------------------------------------------------------- */
+
+int mmk_mirror_begin_write(mmk_mirror *m)
+{
+    if (!m)
+        return -EINVAL;
+    uintptr_t self = self_tag();
+    if (atomic_load_explicit(&m->owner, memory_order_relaxed) == self) {
+        m->depth++;
+        return 0;
+    }
+    pthread_mutex_lock(&m->lock);
+    if (m->flags & MMK_MIRROR_GUARD) {
+        int r = mmk__sys_mprotect(m->rw, m->size, PROT_READ | PROT_WRITE);
+        if (r < 0) {
+            pthread_mutex_unlock(&m->lock);
+            return r;
+        }
+    }
+    m->depth = 1;
+    atomic_store_explicit(&m->owner, self, memory_order_relaxed);
+    return 0;
+}
+
+int mmk_mirror_end_write(mmk_mirror *m)
+{
+    if (!m)
+        return -EINVAL;
+    if (atomic_load_explicit(&m->owner, memory_order_relaxed) != self_tag())
+        return -EPERM;
+    if (--m->depth > 0)
+        return 0;
+    int r = 0;
+    /* Clear the owner first: a watched instruction that re-protects a page
+     * from now on must choose PROT_NONE. */
+    atomic_store(&m->owner, 0);
+    if (m->flags & MMK_MIRROR_GUARD)
+        r = mmk__sys_mprotect(m->rw, m->size, PROT_NONE);
+    pthread_mutex_unlock(&m->lock);
+    return r;
+}
+
+/* ---- policy ------------------------------------------------------------------ */
+
+int mmk_mirror_set_policy(mmk_mirror *m, unsigned policy, mmk_fault_fn cb, void *ctx)
+{
+    if (!m)
+        return -EINVAL;
+    switch (policy) {
+    case MMK_MIRROR_ABORT:
+        if (cb)
+            return -EINVAL;
+        break;
+    case MMK_MIRROR_CALLBACK:
+        if (!cb)
+            return -EINVAL;
+        break;
+    case MMK_MIRROR_WATCH:
+        if (cb)
+            return -EINVAL;
+#if WATCH_SUPPORTED
+        {
+            int r = install_trap_handler();
+            if (r < 0)
+                return r;
+        }
+        break;
+#else
+        return -ENOTSUP;
+#endif
+    default:
+        return -EINVAL;
+    }
+    /* The callback first, then the policy that makes it reachable. */
+    atomic_store(&m->cb_ctx, ctx);
+    atomic_store(&m->cb, cb);
+    atomic_store(&m->policy, policy);
+    return 0;
+}
