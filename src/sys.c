@@ -8,9 +8,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static size_t page_size_cached;
@@ -241,4 +245,42 @@ int mmk__sys_write_all(int fd, const void *buf, size_t len)
     }
     errno = saved_errno_;
     return 0;
+}
+
+/* ---- additions for arenas ------------------------------------------------ */
+
+int mmk__sys_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+    SAVE_ERRNO;
+    RESULT(sigaction(sig, act, old) == 0, 0);
+}
+
+int mmk__sys_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+    /* pthread_sigmask returns the error number instead of setting errno. */
+    int r = pthread_sigmask(how, set, old);
+    return -r;
+}
+
+int mmk__sys_flock(int fd, int op)
+{
+    SAVE_ERRNO;
+    int r;
+    do
+        r = flock(fd, op);
+    while (r < 0 && errno == EINTR);
+    RESULT(r == 0, 0);
+}
+
+int mmk__sys_fgetxattr(int fd, const char *name, void *buf, size_t len)
+{
+    SAVE_ERRNO;
+    ssize_t n = fgetxattr(fd, name, buf, len);
+    RESULT(n >= 0, (int)n);
+}
+
+int mmk__sys_fsetxattr(int fd, const char *name, const void *buf, size_t len, int flags)
+{
+    SAVE_ERRNO;
+    RESULT(fsetxattr(fd, name, buf, len, flags) == 0, 0);
 }

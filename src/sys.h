@@ -59,4 +59,21 @@ int mmk__sys_write_all(int fd, const void *buf, size_t len);
  */
 int mmk__sys_inject(const char *name, int count, int err);
 
+/* ---- additions for arenas (src/arena.c) ---------------------------------- */
+
+#include <signal.h>
+
+/* sigaction(2).  Async-signal-safe; used to ignore SIGXFSZ (so that growing
+ * past RLIMIT_FSIZE fails with EFBIG instead of killing) and to restore
+ * SIG_DFL before a documented fatal fault. */
+int mmk__sys_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+/* pthread_sigmask(3): the calling thread's signal mask.  Async-signal-safe. */
+int mmk__sys_sigmask(int how, const sigset_t *set, sigset_t *old);
+/* flock(2) (LOCK_SH, LOCK_EX, LOCK_UN, | LOCK_NB).  Retries EINTR. */
+int mmk__sys_flock(int fd, int op);
+/* fgetxattr(2).  Returns the value's length. */
+int mmk__sys_fgetxattr(int fd, const char *name, void *buf, size_t len);
+/* fsetxattr(2). */
+int mmk__sys_fsetxattr(int fd, const char *name, const void *buf, size_t len, int flags);
+
 #endif
