@@ -43,7 +43,7 @@ STATIC   := $(B)/libmmkit.a
 SHARED   := $(B)/libmmkit.so.$(VERSION)
 CLI      := $(B)/mmkit
 
-.PHONY: all lib test test-asan bench demo examples install uninstall clean deps help check-install
+.PHONY: all lib test test-asan bench demo examples install uninstall clean deps help check-install FORCE
 all: lib $(CLI) examples
 
 lib: $(STATIC) $(SHARED)
@@ -110,7 +110,10 @@ bench: $(BENCHES)
 demo: $(CLI)
 	@$(CLI) demo
 
-$(B)/mmkit.pc: mmkit.pc.in Makefile
+# Rebuilt on every run: the paths in it depend on PREFIX/LIBDIR/INCLUDEDIR,
+# which may differ from one `make install` to the next.
+FORCE:
+$(B)/mmkit.pc: mmkit.pc.in Makefile FORCE
 	@mkdir -p $(B)
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' \
 	    -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' -e 's|@VERSION@|$(VERSION)|' $< > $(B)/mmkit.pc
