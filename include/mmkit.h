@@ -341,16 +341,158 @@ MMK_API int mmk_ring_destroy(mmk_ring *r);
 /* Growable arenas                                                           */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * A growable arena is a file mapped MAP_SHARED over a large reserved address
+ * range.  The file holds exactly the bytes the program used; touching any
+ * address in [base, base + reserve) past the end of the file grows the file
+ * (a SIGBUS handled through the fault router, see mmk_area_register) and the
+ * access is retried.  Nothing is ever remapped: pointers into the arena stay
+ * valid until mmk_arena_close.  Use it to build a structure of unknown final
+ * size straight into a file (a message, a log, a heap image).
+ *
+ * Growth.  A fault grows the file by a chunk: the current size, clamped to
+ * [min_chunk, max_chunk] (1 MiB and 64 MiB by default; mmk_arena_set_growth),
+ * so the number of growth faults is logarithmic, then linear in steps of
+ * max_chunk.  Files grow with fallocate(2), which never shrinks a file and
+ * allocates the blocks (so a full disk shows up at growth time, not later);
+ * where fallocate is unsupported and for anonymous arenas, with ftruncate(2)
+ * under a lock that can never self-deadlock.  Growth from several threads
+ * and from several processes that opened the same file is correct: a
+ * process whose view is behind finds the file long enough and just retries.
+ *
+ * Used size.  "Used" is max(allocation pointer, offset of the last non-zero
+ * byte + 1).  The allocation pointer starts at the used size found at open
+ * and advances with mmk_arena_alloc; plain stores anywhere count through the
+ * last-non-zero rule, including stores to pages that never faulted.  Zero
+ * bytes stored past both are indistinguishable from growth slack: allocate
+ * them if they matter.
+ *
+ * Disk full (ENOSPC, EDQUOT, RLIMIT_FSIZE -> EFBIG): the explicit calls
+ * (mmk_arena_reserve, mmk_arena_alloc) return the error and change nothing
+ * the program can see: the allocation pointer and the used size stay, and
+ * the program may free space and call again.  A plain load or store that
+ * needs the file to grow cannot return an error: if the file cannot be
+ * extended, mmkit writes one line to stderr,
+ *
+ *   mmkit: arena PATH: cannot extend the file to back offset N: ENOSPC (28, ...)
+ *
+ * and the process dies of SIGBUS (the default action is restored first, so
+ * no handler can turn it into a hang).  The file stays consistent: it holds
+ * every byte stored before.  Call mmk_arena_reserve (or alloc) ahead of
+ * stores if running out of disk must be survivable.  To make RLIMIT_FSIZE
+ * an error instead of a kill, opening a writable arena sets SIGXFSZ to
+ * SIG_IGN if it had its default action.
+ *
+ * System calls do not fault: read(2) into arena memory past the end of the
+ * file fails with EFAULT instead of growing it.  mmk_arena_reserve first.
+ *
+ * Thread safety: every call may be used from several threads at once,
+ * except mmk_arena_close, which must be the last call on the handle.
+ */
 typedef struct mmk_arena mmk_arena;
 
+enum {
+    MMK_ARENA_CREATE   = 1u << 0, /* create the file if missing (mode 0666 & ~umask) */
+    MMK_ARENA_RDONLY   = 1u << 1, /* map read-only; the file never grows */
+    MMK_ARENA_EXCL     = 1u << 2, /* with CREATE: fail with EEXIST if the file exists */
+    MMK_ARENA_TRUNC    = 1u << 3, /* start from an empty file */
+    MMK_ARENA_NOFOLLOW = 1u << 4, /* fail with ELOOP if path is a symbolic link */
+};
+
+/*
+ * Open (or with MMK_ARENA_CREATE create) the file at path as an arena of
+ * reserve bytes of address space (rounded up to a page; the file may grow to
+ * that).  path NULL makes an anonymous arena on a memfd (gone at close;
+ * MMK_ARENA_RDONLY is refused).  An existing file keeps its bytes; the used
+ * size is recovered (see mmk_arena_used).
+ *
+ * Read-only arenas map the file PROT_READ: a store gets SIGSEGV as for any
+ * read-only mapping, and a load past the end of the file gets SIGBUS as for
+ * any mapped file (mmkit passes both on unhandled).  The file may be grown
+ * by a writer in another process: that is seen at once.
+ *
+ * Errors (NULL + errno): EINVAL for reserve 0, unknown flags, EXCL without
+ * CREATE, TRUNC with RDONLY, or a path that is not a regular file; ENOMEM
+ * for a reserve the address space cannot hold; EISDIR for a directory;
+ * ELOOP for a symbolic link with MMK_ARENA_NOFOLLOW; EFBIG for a file larger
+ * than reserve; anything open(2), mmap(2) or mmk_area_register report
+ * (ENOENT, EEXIST, EACCES, ...).
+ */
 MMK_API mmk_arena *mmk_arena_open(const char *path, size_t reserve, unsigned flags);
+
+/*
+ * Close the arena: for a writable file arena, trim the file to the used size
+ * (never cutting off a byte the program wrote; skipped while another handle,
+ * in this or another process, still has the file open), record the used
+ * size (extended attribute user.mmkit.used) and fsync.  Then unmap and free.
+ * The handle is gone even on error; the error is the first of ftruncate /
+ * fsync (-EIO, ...).  -EINVAL for NULL.
+ */
 MMK_API int    mmk_arena_close(mmk_arena *a);
+
+/* The first byte of the reservation (constant for the arena's life). */
 MMK_API void  *mmk_arena_base(const mmk_arena *a);
+
+/* Bytes of file backing the arena now (an fstat: includes growth by other
+ * processes and the slack of the last growth chunk). */
 MMK_API size_t mmk_arena_size(const mmk_arena *a);
+
+/*
+ * Bytes the program has used: max(allocation pointer, last non-zero byte
+ * + 1).  Costs a backwards scan of the data past the allocation pointer
+ * (holes are skipped).  After close and reopen it is the same value; after a
+ * crash it is max(pointer recorded by the last mmk_arena_sync, last non-zero
+ * byte + 1).  A file that mmkit did not write (no user.mmkit.used attribute,
+ * or a filesystem without user xattrs) counts as used up to its end.
+ */
 MMK_API size_t mmk_arena_used(const mmk_arena *a);
+
+/*
+ * Make the file at least len bytes long (rounded up to a page) now.
+ * 0 or: -ENOSPC, -EDQUOT (disk or quota full), -EFBIG (RLIMIT_FSIZE, or the
+ * filesystem's limit), -ENOMEM (len > reserve), -EBADF (read-only arena),
+ * -EIO; on error the used size and allocation pointer are unchanged (a
+ * filesystem may keep blocks it allocated before running out; close trims
+ * them).
+ */
 MMK_API int    mmk_arena_reserve(mmk_arena *a, size_t len);
+
+/*
+ * Bump allocation of len bytes aligned to align (a power of two; 0 means
+ * 16), from the allocation pointer; the file is grown (by a chunk) first if
+ * needed.  Thread-safe and lock-free.  Never freed individually.
+ * NULL + errno: EINVAL (len 0, align not a power of two), ENOMEM (the
+ * reservation is full), EBADF (read-only), or the growth's error (ENOSPC,
+ * EDQUOT, EFBIG, ...), in which case nothing changed.
+ */
 MMK_API void  *mmk_arena_alloc(mmk_arena *a, size_t len, size_t align);
+
+/*
+ * Record the allocation pointer and fsync: every byte stored before a
+ * successful sync survives kill -9 and power loss, and reopening finds it
+ * (and the used size at least as large as then).  0 for anonymous and
+ * read-only arenas; otherwise 0 or fsync's error (-EIO, -ENOSPC).
+ */
 MMK_API int    mmk_arena_sync(mmk_arena *a);
+
+/*
+ * Set the growth chunk range (rounded up to pages; 0 for a default): each
+ * growth extends the file by its current size clamped to [min_chunk,
+ * max_chunk].  Larger chunks mean fewer faults and more slack until close.
+ * -EINVAL for NULL or min_chunk > max_chunk.
+ */
+MMK_API int    mmk_arena_set_growth(mmk_arena *a, size_t min_chunk, size_t max_chunk);
+
+struct mmk_arena_stats {
+    size_t reserve; /* bytes of address space reserved */
+    size_t size;    /* mmk_arena_size */
+    size_t used;    /* mmk_arena_used */
+    size_t faults;  /* SIGBUS faults this handle handled (growth faults) */
+    size_t grows;   /* times this handle extended the file (faults + explicit) */
+};
+
+/* Fill st.  0, or -EINVAL for NULL arguments. */
+MMK_API int    mmk_arena_stats(const mmk_arena *a, struct mmk_arena_stats *st);
 
 /* ------------------------------------------------------------------------ */
 /* Regions and snapshots                                                     */
