@@ -9,6 +9,7 @@ static const struct {
     int (*run)(void);
 } chapters[] = {
     { "fault", "The fault router: one SIGSEGV/SIGBUS handler, many owners", demo_fault },
+    { "mirror", "Mirrors: one memory, a read-write and a read-only address", demo_mirror },
 };
 
 #define NCHAPTERS (sizeof chapters / sizeof chapters[0])
