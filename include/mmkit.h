@@ -498,20 +498,138 @@ MMK_API int    mmk_arena_stats(const mmk_arena *a, struct mmk_arena_stats *st);
 /* Regions and snapshots                                                     */
 /* ------------------------------------------------------------------------ */
 
+/*
+ * A region is memory you can snapshot.  mmk_region_create() gives a live,
+ * zero-filled, writable range of memory at a stable address.
+ * mmk_region_snapshot() gives a point-in-time copy of any view (a live region,
+ * a snapshot, a branch): read-only, or with MMK_SNAP_WRITABLE a writable
+ * branch that can itself be snapshotted.  There is no limit on the number or
+ * the nesting of snapshots, and every one is readable by pointer
+ * (mmk_region_base) at the same time as the others.
+ *
+ * How: all views share a pool of pages (one memfd); each view has its own
+ * page table, a tree whose nodes are shared between views and copied on
+ * write.  A snapshot costs O(1) metadata plus a write-protect of the pages
+ * written since the previous snapshot.  The first write to a shared page
+ * afterwards faults; mmkit's handler copies the page and maps the copy in
+ * place - the kernel's copy-on-write, for one region, in user space.
+ *
+ * Threads: all calls are thread-safe, and other threads may read and write
+ * views while a snapshot is taken.  A snapshot holds every write that
+ * completed before mmk_region_snapshot returned and none that started after.
+ *
+ * System calls: a system call that writes into a region page that is not
+ * writable at that moment (read(2) into a buffer just after a snapshot)
+ * fails with EFAULT instead of faulting.  Call mmk_region_prepare_write() on
+ * the buffer first.  Reads by the kernel (write(2) from a region) may
+ * likewise fail with EFAULT on a page that is not mapped yet; touch it or use
+ * mmk_region_read() first.
+ *
+ * Signals: the write-fault handler takes mmkit's engine lock.  A signal
+ * handler of yours that touches region memory while the same thread is inside
+ * an mmkit region call dies with SIGSEGV instead of deadlocking.
+ *
+ * fork(): regions are not inherited.  In the child of fork() the region
+ * memory is not mapped (MADV_DONTFORK), so an access dies with SIGSEGV, and
+ * every region call fails with -MMK_ESTATE; mmk_region_destroy() only frees
+ * the handle.  The child can never write into the parent's regions.
+ *
+ * Mappings: mmkit keeps the mappings its views hold under a budget (default:
+ * half of vm.max_map_count).  When a new mapping would pass it, the view with
+ * the most mappings is unmapped and refaults on demand: data is never lost,
+ * and a write never fails for lack of mappings.
+ */
 typedef struct mmk_region mmk_region;
 
+/* mmk_region_snapshot flag: the snapshot is a writable branch. */
+#define MMK_SNAP_WRITABLE 0x1u
+
+/*
+ * A live region of size bytes (rounded up to pages), zero-filled, writable,
+ * mapped at mmk_region_base().  flags must be 0.
+ * Errors: EINVAL (size 0, unknown flags), ENOMEM (more than the pool's 1 TiB
+ * window or the address space can hold), MMK_ESTATE (in a child of fork).
+ */
 MMK_API mmk_region *mmk_region_create(size_t size, unsigned flags);
+
+/*
+ * A snapshot of view r: its bytes are r's bytes now and never change (unless
+ * MMK_SNAP_WRITABLE: a branch you may write, which starts as r's bytes).
+ * r may be any view, including a snapshot.  Cost: O(1) metadata plus a
+ * write-protect of the pages r made writable since its last snapshot.
+ * Errors: EINVAL (NULL, unknown flags), ENOMEM, MMK_ESTATE.
+ */
 MMK_API mmk_region *mmk_region_snapshot(mmk_region *r, unsigned flags);
-MMK_API int    mmk_region_destroy(mmk_region *r);
+
+/*
+ * Destroy any view, in any order: the others are unaffected.  Pool pages no
+ * view refers to any more are returned to the kernel.  Pointers into the
+ * view become invalid; no other thread may be using it.
+ */
+MMK_API int mmk_region_destroy(mmk_region *r);
+
+/*
+ * Where the view's bytes are.  Stable for the view's lifetime.  For a
+ * snapshot the address range is reserved on the first call (NULL + errno on
+ * failure); pages are mapped on demand and may be unmapped again under
+ * mapping pressure, invisibly to the program.  Writing through the base of a
+ * read-only snapshot kills the process with SIGSEGV after one line on stderr.
+ */
 MMK_API void  *mmk_region_base(mmk_region *r);
 MMK_API size_t mmk_region_size(const mmk_region *r);
+
+/*
+ * Copy len bytes at offset off of view r into buf, without mapping anything.
+ * buf may be anywhere, even in a region.  -ERANGE if [off, off+len) is not
+ * inside the view.  On a live view written concurrently, each 16 KiB chunk
+ * is consistent on its own; a snapshot reads exactly.
+ */
 MMK_API int    mmk_region_read(const mmk_region *r, size_t off, void *buf, size_t len);
+
+/*
+ * dst's bytes become src's bytes (sizes must match: -MMK_ESIZE otherwise).
+ * Time is proportional to the pages that differ, not to the size.  dst must
+ * be writable (a live region or a branch): -EROFS otherwise.  src is not
+ * changed and stays independent of dst.
+ */
 MMK_API int    mmk_region_restore(mmk_region *dst, const mmk_region *src);
+
+/*
+ * Make [off, off+len) of a writable view private and writable now, in bulk
+ * (one copy and one mapping per batch instead of one fault per page).  After
+ * it, system calls may write into the range (read(2), recv(2)): see EFAULT
+ * above.  Errors: -ERANGE, -EROFS (a read-only snapshot), -ENOMEM.
+ */
 MMK_API int    mmk_region_prepare_write(mmk_region *r, size_t off, size_t len);
+
+/*
+ * Call fn(off, len, ctx) for every maximal run of pages whose backing
+ * differs between a and b (same size: -MMK_ESIZE otherwise), in address
+ * order.  "Differs" is by backing: a page written with the same bytes counts
+ * as different.  Cost follows the differences (shared subtrees are skipped).
+ * A non-zero return from fn stops the walk and is returned.
+ */
 typedef int (*mmk_diff_fn)(size_t off, size_t len, void *ctx);
 MMK_API int    mmk_region_diff(const mmk_region *a, const mmk_region *b, mmk_diff_fn fn, void *ctx);
-struct mmk_region_stats { size_t pages, private_pages, shared_pages, pool_pages, mappings; };
+
+struct mmk_region_stats {
+    size_t pages;          /* pages in the view */
+    size_t private_pages;  /* pages with memory of their own (no other view shares them) */
+    size_t shared_pages;   /* pages whose memory another view shares */
+    size_t pool_pages;     /* pool pages in use by all views together */
+    size_t mappings;       /* kernel mappings this view holds now */
+    size_t total_mappings; /* kernel mappings all views hold now */
+    size_t budget;         /* the budget total_mappings is kept under */
+    size_t nodes;          /* page-table nodes in use by all views together */
+};
 MMK_API int    mmk_region_stats(const mmk_region *r, struct mmk_region_stats *st);
+
+/*
+ * Set the mapping budget for all regions (0: the default, half of
+ * vm.max_map_count; at least 16).  Views are unmapped at once if the
+ * mappings held pass the new budget.
+ */
+MMK_API int    mmk_region_set_budget(size_t mappings);
 
 #ifdef __cplusplus
 }

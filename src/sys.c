@@ -284,3 +284,16 @@ int mmk__sys_fsetxattr(int fd, const char *name, const void *buf, size_t len, in
     SAVE_ERRNO;
     RESULT(fsetxattr(fd, name, buf, len, flags) == 0, 0);
 }
+
+ssize_t mmk__sys_read(int fd, void *buf, size_t len)
+{
+    SAVE_ERRNO;
+    ssize_t n;
+    do
+        n = read(fd, buf, len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        n = -errno;
+    errno = saved_errno_;
+    return n;
+}

@@ -76,4 +76,9 @@ int mmk__sys_fgetxattr(int fd, const char *name, void *buf, size_t len);
 /* fsetxattr(2). */
 int mmk__sys_fsetxattr(int fd, const char *name, const void *buf, size_t len, int flags);
 
+/* ---- additions for regions (src/region.c) -------------------------------- */
+
+/* read(2) of up to len bytes (retries EINTR); returns the count read. */
+ssize_t mmk__sys_read(int fd, void *buf, size_t len);
+
 #endif

@@ -1,0 +1,123 @@
+/*
+ * vm.h - internals shared by the snapshot engine: the page pool (pool.c), the
+ * copy-on-write page-table trees (ptable.c) and the views (region.c).
+ *
+ * The terms are a kernel's:
+ *   pool page  = a physical page frame: one page of a process-wide memfd,
+ *                named by its index; index 0 is never used and stands for
+ *                "the zero page" (never written, no memory).
+ *   node       = a page-table node of MMK__FANOUT slots, named by its index in
+ *                the node arena; index 0 stands for an all-zero subtree.
+ *   view       = an mmk_region: a live region, a snapshot or a branch.  Its
+ *                page table is a tree of nodes whose leaves hold pool pages.
+ *
+ * Refcounts: a pool page counts the leaf slots that name it; a node counts the
+ * parent slots (or view roots) that name it.  A slot is exclusive to a view
+ * when every node on its path has refcount 1; a page is private to a view when
+ * its slot is exclusive and the page's refcount is 1.  Only a private page may
+ * be mapped writable, so a write can never reach memory another view sees.
+ *
+ * Everything here runs under the engine lock (mmk__vm_lock), from API calls
+ * or from the write-fault handler.  Nothing here calls malloc: the pool's
+ * refcounts, the free stack and the node arena are large MAP_NORESERVE
+ * reservations made once, so the fault handler can allocate from them.
+ */
+#ifndef MMK_VM_H
+#define MMK_VM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define MMK__FANOUT_BITS 5
+#define MMK__FANOUT (1u << MMK__FANOUT_BITS)
+
+struct mmk__node {
+    uint32_t ref;
+    uint32_t unused;
+    uint32_t slot[MMK__FANOUT];
+};
+
+struct mmk__pool {
+    int fd;               /* the memfd: physical memory */
+    char *win;            /* the whole memfd mapped once, for copies */
+    uint32_t max_pages;   /* size of the window and of the arrays below */
+    uint32_t top;         /* pages [1, top) have been handed out at least once */
+    uint32_t file_pages;  /* the memfd's current size in pages */
+    uint32_t in_use;      /* pool pages with refcount > 0 */
+    uint32_t *ref;        /* refcount per pool page */
+    uint32_t *free_stack; /* freed pages (zeroed); may hold stale entries */
+    uint32_t nfree;
+    struct mmk__node *nodes; /* the node arena */
+    uint32_t max_nodes, node_top, node_free, nodes_in_use;
+    size_t page;
+};
+
+extern struct mmk__pool mmk__pool;
+
+/* ---- the engine lock (a futex; async-signal-safe) ----------------------- */
+
+void mmk__vm_lock(void);
+void mmk__vm_unlock(void);
+/* 1 if the calling thread holds the lock (a fault inside the engine). */
+int mmk__vm_lock_held(void);
+
+/* ---- pool (pool.c) ----------------------------------------------------- */
+
+/* Create the pool on first use.  pre: lock held.  0 or -errno. */
+int mmk__pool_init(void);
+/* A zeroed pool page, `prefer` if it is free (0: no preference).  0 or -errno. */
+int mmk__pool_alloc(uint32_t prefer, uint32_t *out);
+/* n contiguous zeroed pool pages.  0 or -errno. */
+int mmk__pool_alloc_run(uint32_t n, uint32_t *out);
+static inline char *mmk__pool_addr(uint32_t p)
+{
+    return mmk__pool.win + (size_t)p * mmk__pool.page;
+}
+static inline void mmk__pool_get(uint32_t p)
+{
+    mmk__pool.ref[p]++;
+}
+/* Drop one reference; a page whose last reference goes is punched out of
+ * the memfd (its memory returns to the kernel) and becomes free.  Frees are
+ * queued and punched in runs by mmk__pool_flush. */
+void mmk__pool_put(uint32_t p);
+void mmk__pool_flush(void);
+
+/* ---- nodes and trees (ptable.c) ---------------------------------------- */
+
+/* A zeroed node with refcount 1; 0 when the arena is exhausted. */
+uint32_t mmk__node_alloc(void);
+static inline struct mmk__node *mmk__node(uint32_t n)
+{
+    return &mmk__pool.nodes[n];
+}
+/* Drop a reference to the subtree n at `level` (1 = leaf). */
+void mmk__node_put(uint32_t n, unsigned level);
+static inline void mmk__node_get(uint32_t n)
+{
+    if (n)
+        mmk__pool.nodes[n].ref++;
+}
+
+/* Levels needed for a tree over npages pages (at least 1). */
+unsigned mmk__pt_levels(size_t npages);
+/* The pool page that backs `page` (0 = zero page). */
+uint32_t mmk__pt_lookup(uint32_t root, unsigned levels, size_t page);
+/* 1 if `page`'s slot is exclusive to the tree (every node refcount 1). */
+int mmk__pt_exclusive(uint32_t root, unsigned levels, size_t page);
+/*
+ * Make the path to `page` exclusive (copying shared nodes, creating missing
+ * ones) and return its leaf slot, or NULL when the node arena is exhausted.
+ * The returned pointer stays valid until the tree changes again.
+ */
+uint32_t *mmk__pt_slot(uint32_t *root, unsigned levels, size_t page);
+/* Call fn for every maximal run of pages whose backing differs in a and b.
+ * Identical subtrees are skipped, so the cost follows the differences. */
+typedef int (*mmk__pt_diff_fn)(size_t first, size_t count, void *ctx);
+int mmk__pt_diff(uint32_t a, uint32_t b, unsigned levels, size_t npages, mmk__pt_diff_fn fn,
+                 void *ctx);
+/* Count pages in the tree: nonzero pages, and of those the private ones. */
+void mmk__pt_count(uint32_t root, unsigned levels, size_t npages, size_t *nonzero,
+                   size_t *private_pages);
+
+#endif
