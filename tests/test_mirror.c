@@ -596,6 +596,10 @@ static char *exec_mode;
 
 static void exec_helper(void *arg)
 {
+    /* Criterion's sandbox passes its state to a worker in BXFI_MAP; a helper
+     * that inherited it (helpers link libcriterion too) would take itself for
+     * a sandboxed worker and abort. */
+    unsetenv("BXFI_MAP");
     execl(exec_path, exec_path, exec_fd, (char *)arg, exec_mode, (char *)NULL);
     _exit(127);
 }
