@@ -10,6 +10,7 @@ static const struct {
 } chapters[] = {
     { "fault", "The fault router: one SIGSEGV/SIGBUS handler, many owners", demo_fault },
     { "mirror", "Mirrors: one memory, a read-write and a read-only address", demo_mirror },
+    { "arena", "Growable arenas: a mapped file that grows when touched", demo_arena },
 };
 
 #define NCHAPTERS (sizeof chapters / sizeof chapters[0])
