@@ -27,6 +27,7 @@
  */
 #include "mmkit.h"
 #include "mirror.h"
+#include "report.h"
 #include "sys.h"
 
 #include <errno.h>
@@ -110,40 +111,6 @@ int mmk__sealed_memfd(const char *name, size_t size)
 
 /* ---- reporting (async-signal-safe) --------------------------------------- */
 
-static char *put_str(char *p, const char *s)
-{
-    while (*s)
-        *p++ = *s++;
-    return p;
-}
-
-static char *put_hex(char *p, uintptr_t v)
-{
-    char tmp[2 * sizeof v];
-    int n = 0;
-    do {
-        tmp[n++] = "0123456789abcdef"[v & 15];
-        v >>= 4;
-    } while (v);
-    p = put_str(p, "0x");
-    while (n)
-        *p++ = tmp[--n];
-    return p;
-}
-
-static char *put_dec(char *p, size_t v)
-{
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n)
-        *p++ = tmp[--n];
-    return p;
-}
-
 /*
  * "mmkit: <verb> <kind> at ADDR (mirror M, offset N)" and a backtrace, to
  * fd 2.  backtrace() was called once outside any handler (see load_unwinder),
@@ -152,19 +119,19 @@ static char *put_dec(char *p, size_t v)
 static void report(const mmk_mirror *m, const char *verb, const char *kind, uintptr_t addr,
                    size_t off)
 {
-    char line[160], *p = line;
-    p = put_str(p, "mmkit: ");
-    p = put_str(p, verb);
-    p = put_str(p, " ");
-    p = put_str(p, kind);
-    p = put_str(p, " at ");
-    p = put_hex(p, addr);
-    p = put_str(p, " (mirror ");
-    p = put_hex(p, (uintptr_t)m);
-    p = put_str(p, ", offset ");
-    p = put_dec(p, off);
-    p = put_str(p, ")\n");
-    mmk__sys_write_all(2, line, (size_t)(p - line));
+    struct mmk__line l = MMK__LINE_INIT;
+    mmk__line_str(&l, "mmkit: ");
+    mmk__line_str(&l, verb);
+    mmk__line_str(&l, " ");
+    mmk__line_str(&l, kind);
+    mmk__line_str(&l, " at ");
+    mmk__line_hex(&l, addr);
+    mmk__line_str(&l, " (mirror ");
+    mmk__line_hex(&l, (uintptr_t)m);
+    mmk__line_str(&l, ", offset ");
+    mmk__line_dec(&l, (long long)off);
+    mmk__line_str(&l, ")");
+    mmk__line_end(&l);
     void *frames[64];
     int n = backtrace(frames, 64);
     backtrace_symbols_fd(frames, n, 2);
@@ -246,7 +213,7 @@ static void on_trap(int sig, siginfo_t *si, void *uctx)
         memset(&dfl, 0, sizeof dfl);
         dfl.sa_handler = SIG_DFL;
         sigemptyset(&dfl.sa_mask);
-        sigaction(SIGTRAP, &dfl, NULL);
+        mmk__sys_sigaction(SIGTRAP, &dfl, NULL);
         raise(SIGTRAP); /* a trap does not recur on return: send it again */
     } else if (prev_trap.sa_handler != SIG_IGN) {
         prev_trap.sa_handler(sig);
@@ -264,10 +231,9 @@ static int install_trap_handler(void)
         sa.sa_sigaction = on_trap;
         sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER | SA_RESTART;
         sigemptyset(&sa.sa_mask);
-        if (sigaction(SIGTRAP, &sa, &prev_trap) == 0)
+        r = mmk__sys_sigaction(SIGTRAP, &sa, &prev_trap);
+        if (r == 0)
             trap_installed = 1;
-        else
-            r = -errno;
     }
     pthread_mutex_unlock(&trap_lock);
     return r;
@@ -313,7 +279,7 @@ static int die_of_segv(void)
     memset(&dfl, 0, sizeof dfl);
     dfl.sa_handler = SIG_DFL;
     sigemptyset(&dfl.sa_mask);
-    sigaction(SIGSEGV, &dfl, NULL);
+    mmk__sys_sigaction(SIGSEGV, &dfl, NULL);
     return MMK_FAULT_RETRY;
 }
 
