@@ -15,9 +15,9 @@
  *     work costs before a signal is delivered.
  *
  * Then the same round trip with 1, 100, 1,000 and 10,000 registered areas,
- * to see how the lookup grows.  In every case the faults rotate over the
- * same 64 pages; with many areas those pages lie in areas spread through the
- * table, so neither lookup gets to learn one fixed path.
+ * to see how the lookup grows.  In every case the faults rotate over 32
+ * pages; with many areas those pages lie in areas spread through the table,
+ * so neither lookup gets to learn one fixed path.
  *
  * mmkit and libsigsegv both want to own SIGSEGV.  Every sample therefore runs
  * in its own child process, which sets up one case, measures it once and
@@ -26,6 +26,9 @@
  * slow stretch of the machine hits every case alike; each row is the median
  * of BENCH_RUNS samples.
  */
+/* Many short samples, interleaved, resist a noisy machine better than a few
+ * long ones. */
+#define BENCH_RUNS 15
 #include "bench.h"
 #include "mmkit.h"
 
@@ -37,9 +40,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define ROUND_TRIPS 10000 /* timed round trips per sample */
-#define WARMUP 1000       /* untimed round trips before each sample */
-#define MAX_TARGETS 64    /* distinct pages the faults rotate over */
+#define ROUND_TRIPS 4000  /* timed round trips per sample */
+#define WARMUP 500        /* untimed round trips before each sample */
+#define MAX_TARGETS 32    /* distinct pages the faults rotate over */
+#define MIN_PAGES 128     /* pages in the smallest mapping */
 
 enum method { M_MPROTECT, M_BARE, M_SIGSEGV, M_MMKIT };
 
@@ -129,24 +133,36 @@ static void round_trips(char *const *targets, size_t ntargets, unsigned long n, 
     }
 }
 
+/* Pages in the mapping of a case with n areas: a whole number of pages per
+ * area, at least MIN_PAGES in all. */
+static size_t mapping_pages(size_t n)
+{
+    return n < MIN_PAGES ? MIN_PAGES / n * n : n;
+}
+
 /* Set the case up, measure it once, return ns per round trip (or < 0). */
-static double sample(const struct bench_case *c)
+static double sample(const struct bench_case *c, double *setup_ms)
 {
     /*
-     * Every case faults on the same 64 pages of one read-write mapping of at
-     * least 64 pages, so the kernel does the same work in all of them:
-     * protecting one page splits the mapping in three and unprotecting it
-     * merges it back.  Only the number of areas those pages are registered
-     * in changes: one area of 64 pages, or one page per area.
+     * Every case faults on 32 pages of one mapping of at least 128 pages, so
+     * the kernel does the same work in all of them.  The target pages are
+     * read-write and never adjacent; every other page is read-only and never
+     * touched.  Each target is thus a mapping (VMA) of its own, and the
+     * mprotect calls change its protection in place instead of splitting and
+     * re-merging a large mapping, which would cost more than the signal and
+     * drown the differences we are after.  Only the number of areas the
+     * targets are registered in changes: one area of 128 pages, or one page
+     * per area.
      */
     size_t n = c->areas;
-    size_t npages = n > MAX_TARGETS ? n : MAX_TARGETS;
+    size_t npages = mapping_pages(n);
     size_t area_len = npages / n * page_size;
-    char *base = mmap(NULL, npages * page_size, PROT_READ | PROT_WRITE,
+    char *base = mmap(NULL, npages * page_size, PROT_READ,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (base == MAP_FAILED)
         return -1;
 
+    double s0 = bench_now();
     switch (c->method) {
     case M_MPROTECT:
         break;
@@ -178,12 +194,17 @@ static double sample(const struct bench_case *c)
         break;
     }
 
+    *setup_ms = (bench_now() - s0) * 1e3;
+
     /* Spread the targets evenly over the mapping (and so over the table),
      * so the lookups walk many different paths. */
     char *targets[MAX_TARGETS];
     size_t ntargets = MAX_TARGETS;
-    for (size_t t = 0; t < ntargets; t++)
+    for (size_t t = 0; t < ntargets; t++) {
         targets[t] = base + (t * npages / ntargets + npages / ntargets / 2) * page_size;
+        if (mprotect(targets[t], page_size, PROT_READ | PROT_WRITE) != 0)
+            return -1;
+    }
 
     int faults = c->method != M_MPROTECT;
     round_trips(targets, ntargets, WARMUP, faults);
@@ -197,7 +218,7 @@ static double sample(const struct bench_case *c)
 }
 
 /* Run one sample of case c in a child; ns per round trip, or < 0. */
-static double sample_in_child(const struct bench_case *c)
+static double sample_in_child(const struct bench_case *c, double *setup_ms)
 {
     int fd[2];
     if (pipe(fd) != 0)
@@ -208,20 +229,22 @@ static double sample_in_child(const struct bench_case *c)
         return -1;
     if (pid == 0) {
         close(fd[0]);
-        double v = sample(c);
-        ssize_t w = write(fd[1], &v, sizeof v);
+        double v[2] = { -1, 0 };
+        v[0] = sample(c, &v[1]);
+        ssize_t w = write(fd[1], v, sizeof v);
         _exit(w == (ssize_t)sizeof v ? 0 : 1);
     }
     close(fd[1]);
-    double v = -1;
-    ssize_t r = read(fd[0], &v, sizeof v);
+    double v[2] = { -1, 0 };
+    ssize_t r = read(fd[0], v, sizeof v);
     close(fd[0]);
     int st = 0;
     while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
         ;
     if (r != (ssize_t)sizeof v || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
         return -1;
-    return v;
+    *setup_ms = v[1];
+    return v[0];
 }
 
 static double median_of(size_t i, double samples[][BENCH_RUNS])
@@ -229,6 +252,16 @@ static double median_of(size_t i, double samples[][BENCH_RUNS])
     double v[BENCH_RUNS];
     memcpy(v, samples[i], sizeof v);
     return bench_median(v, BENCH_RUNS);
+}
+
+/* The median over rounds of sample(i) - sample(j): samples of one round are
+ * taken seconds apart, so a slow stretch of the machine cancels out. */
+static double paired_difference(double samples[][BENCH_RUNS], size_t i, size_t j)
+{
+    double d[BENCH_RUNS];
+    for (int r = 0; r < BENCH_RUNS; r++)
+        d[r] = samples[i][r] - samples[j][r];
+    return bench_median(d, BENCH_RUNS);
 }
 
 static size_t find_case(enum method m, size_t areas)
@@ -242,10 +275,10 @@ static size_t find_case(enum method m, size_t areas)
 int main(void)
 {
     page_size = (size_t)sysconf(_SC_PAGESIZE);
-    static double samples[NCASES][BENCH_RUNS];
+    static double samples[NCASES][BENCH_RUNS], setup[NCASES][BENCH_RUNS];
     for (int r = 0; r < BENCH_RUNS; r++)
         for (size_t i = 0; i < NCASES; i++) {
-            samples[i][r] = sample_in_child(&cases[i]);
+            samples[i][r] = sample_in_child(&cases[i], &setup[i][r]);
             if (samples[i][r] < 0) {
                 fprintf(stderr, "bench/fault: case '%s' with %zu areas failed\n",
                         cases[i].name, cases[i].areas);
@@ -257,7 +290,7 @@ int main(void)
         med[i] = median_of(i, samples);
 
     double anchor = med[find_case(M_SIGSEGV, 1)];
-    bench_header("fault", "round trip fault -> handler -> mprotect RW -> retry, one area of 64 pages");
+    bench_header("fault", "round trip fault -> handler -> mprotect RW -> retry, one area of 128 pages");
     bench_row("libsigsegv dispatcher, 1 area", anchor, "ns", 0);
     bench_row("mmkit router, 1 area", med[find_case(M_MMKIT, 1)], "ns", anchor);
     bench_row("bare sigaction handler (floor)", med[find_case(M_BARE, 1)], "ns", anchor);
@@ -272,7 +305,7 @@ int main(void)
      */
     static const size_t counts[] = { 1, 100, 1000, 10000 };
     bench_header("fault-areas", "the same round trip with N registered areas "
-                                "(faults rotate over 64 pages)");
+                                "(faults rotate over 32 pages)");
     double added_mmkit[4], added_sigsegv[4];
     for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
         char name[80];
@@ -285,17 +318,30 @@ int main(void)
         snprintf(name, sizeof name, "mmkit router, %zu area%s", counts[k], plural);
         bench_row(name, m, "ns", s);
         snprintf(name, sizeof name, "bare sigaction, %zu-page mapping (floor)",
-                 counts[k] > MAX_TARGETS ? counts[k] : MAX_TARGETS);
+                 mapping_pages(counts[k]));
         bench_row(name, floor, "ns", s);
-        added_mmkit[k] = m - floor;
-        added_sigsegv[k] = s - floor;
+        added_mmkit[k] = paired_difference(samples, find_case(M_MMKIT, counts[k]),
+                                           find_case(M_BARE, counts[k]));
+        added_sigsegv[k] = paired_difference(samples, find_case(M_SIGSEGV, counts[k]),
+                                             find_case(M_BARE, counts[k]));
+    }
+
+    /* Registering is not the hot path, but it should not take seconds. */
+    bench_header("fault-register", "registering N areas, one by one (setup of the cases above)");
+    for (size_t k = 1; k < sizeof counts / sizeof counts[0]; k++) {
+        char name[80];
+        double s = median_of(find_case(M_SIGSEGV, counts[k]), setup);
+        snprintf(name, sizeof name, "libsigsegv sigsegv_register x %zu", counts[k]);
+        bench_row(name, s, "ms", 0);
+        snprintf(name, sizeof name, "mmkit mmk_area_register x %zu", counts[k]);
+        bench_row(name, median_of(find_case(M_MMKIT, counts[k]), setup), "ms", s);
     }
 
     /* A logarithmic lookup adds about the same for each doubling of the
      * table (10,000 areas is 13.3 doublings); a linear one would add more and
      * more.  These differences are small against the round trip, so read
      * them as "how much, roughly", not to the nanosecond. */
-    printf("\nadded over the floor at 1 / 100 / 1,000 / 10,000 areas:\n"
+    printf("\nadded over the floor (median of per-round differences) at 1 / 100 / 1,000 / 10,000 areas:\n"
            "  mmkit      %+.0f / %+.0f / %+.0f / %+.0f ns\n"
            "  libsigsegv %+.0f / %+.0f / %+.0f / %+.0f ns\n",
            added_mmkit[0], added_mmkit[1], added_mmkit[2], added_mmkit[3],
