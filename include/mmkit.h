@@ -270,7 +270,8 @@ MMK_API int mmk_mirror_fd(const mmk_mirror *m);
  * mirror works on its own duplicate of fd: the caller keeps fd and closes it
  * when it likes.  Errors (NULL + errno, nothing left mapped or open): EINVAL
  * for an unknown flag or a size that is 0 or not page-aligned, EBADF, ENOMEM,
- * any errno of fstat, fcntl or mmap.
+ * EACCES for a descriptor not open read-write, any errno of fstat, fcntl or
+ * mmap.
  */
 MMK_API mmk_mirror *mmk_mirror_open_fd(int fd, unsigned flags);
 
@@ -283,7 +284,9 @@ MMK_API mmk_mirror *mmk_mirror_open_fd(int fd, unsigned flags);
  * where ADDR is the faulting address in hex, M the mmk_mirror handle in hex
  * and N the decimal offset into the mirror ("stray read" for a read through a
  * leaked guarded read-write pointer, "stray access" when the CPU does not
- * say), then a backtrace (glibc backtrace_symbols_fd, one frame a line), then
+ * say), then a backtrace (glibc backtrace_symbols_fd, one frame a line; the
+ * first few frames are mmkit's handler, then the signal trampoline, then the
+ * faulting function; names need -rdynamic), then
  * the process dies of SIGSEGV with the default action (core dump included).
  * SIGSEGV's previous handler is bypassed: the process always ends.
  *
