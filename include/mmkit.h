@@ -354,7 +354,7 @@ MMK_API int mmk_ring_destroy(mmk_ring *r);
  * size straight into a file (a message, a log, a heap image).
  *
  * Growth.  A fault grows the file by a chunk: the current size, clamped to
- * [min_chunk, max_chunk] (1 MiB and 64 MiB by default; mmk_arena_set_growth),
+ * [min_chunk, max_chunk] (1 MiB and 256 MiB by default; mmk_arena_set_growth),
  * so the number of growth faults is logarithmic, then linear in steps of
  * max_chunk.  Files grow with fallocate(2), which never shrinks a file and
  * allocates the blocks (so a full disk shows up at growth time, not later);

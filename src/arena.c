@@ -17,7 +17,7 @@
  * space at all.  It also allocates the blocks, so a full disk is reported by
  * the growth itself (ENOSPC in the handler, where we can name it) instead of
  * by a later store into a hole.  The cost is that the slack of the last chunk
- * occupies disk until close trims it; chunks are capped (64 MiB by default)
+ * occupies disk until close trims it; chunks are capped (256 MiB by default)
  * to bound that.
  *
  * Where fallocate is missing (EOPNOTSUPP), and for anonymous arenas (on a
@@ -74,7 +74,7 @@
                      MMK_ARENA_TRUNC | MMK_ARENA_NOFOLLOW)
 #define XATTR_USED "user.mmkit.used"
 #define DEFAULT_MIN_CHUNK ((size_t)1 << 20)
-#define DEFAULT_MAX_CHUNK ((size_t)64 << 20)
+#define DEFAULT_MAX_CHUNK ((size_t)256 << 20)
 #define DEFAULT_ALIGN 16
 #define NAME_LEN 200
 
@@ -351,20 +351,27 @@ static size_t scan_back(const unsigned char *p, size_t lo, size_t hi)
 /*
  * One past the last non-zero byte of the file in [from, to), or from.
  * Data extents are found with SEEK_DATA / SEEK_HOLE.  They can only be
- * searched forwards, so the last extent before `to` is found by walking
- * from `from`, and walked again after an extent that held only zeros (in
- * practice the last extent holds the answer).  Without SEEK_DATA support the
- * whole range is one extent.  pre: the file is at least `to` bytes long.
+ * searched forwards, so the search looks at a window at the end of the range
+ * first and doubles it backwards while the window holds no data: the cost
+ * follows the distance from the end to the last data, not the file size (a
+ * SEEK_HOLE over a long run of cached pages walks the page cache).  Without
+ * SEEK_DATA support each window is scanned whole.  pre: the file is at least
+ * `to` bytes long.
  */
 static size_t last_nonzero(mmk_arena *a, size_t from, size_t to)
 {
     const unsigned char *p = (const unsigned char *)a->base;
+    size_t window = DEFAULT_MIN_CHUNK;
     while (to > from) {
-        size_t lo = from, hi = to;
-        off_t d = mmk__sys_lseek(a->fd, (off_t)from, SEEK_DATA);
-        if (d == -ENXIO || (d >= 0 && (size_t)d >= to))
-            return from; /* no data in [from, to) */
-        while (d >= 0) {
+        size_t start = to - from > window ? to - window : from;
+        size_t lo = start, hi = to;
+        off_t d = mmk__sys_lseek(a->fd, (off_t)start, SEEK_DATA);
+        if (d == -ENXIO || (d >= 0 && (size_t)d >= to)) {
+            to = start; /* no data in the window: look further back */
+            window = window > SIZE_MAX / 2 ? window : 2 * window;
+            continue;
+        }
+        while (d >= 0) { /* find the last data extent in [start, to) */
             off_t h = mmk__sys_lseek(a->fd, d, SEEK_HOLE);
             if (h < 0 || (size_t)h >= to) {
                 lo = (size_t)d;
