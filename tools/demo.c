@@ -11,6 +11,7 @@ static const struct {
     { "fault", "The fault router: one SIGSEGV/SIGBUS handler, many owners", demo_fault },
     { "mirror", "Mirrors: one memory, a read-write and a read-only address", demo_mirror },
     { "arena", "Growable arenas: a mapped file that grows when touched", demo_arena },
+    { "snapshot", "Regions and snapshots: unlimited, nested, copy-on-write", demo_region },
 };
 
 #define NCHAPTERS (sizeof chapters / sizeof chapters[0])
