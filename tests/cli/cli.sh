@@ -74,6 +74,12 @@ expect_rc 0 "mmkit demo fault"
 grep -q '^fault router: ok$' "$tmp/out" || fail "mmkit demo fault did not print 'fault router: ok'
 $(show)"
 
+# demo snapshot: the regions chapter runs and ends well
+run demo snapshot
+expect_rc 0 "mmkit demo snapshot"
+grep -q '^regions: ok$' "$tmp/out" || fail "mmkit demo snapshot did not print 'regions: ok'
+$(show)"
+
 # demo with a chapter that does not exist: an error, and the chapter list
 run demo nosuch
 [ "$rc" -ne 0 ] || fail "mmkit demo nosuch succeeded
