@@ -117,12 +117,20 @@ static int list_scene(void)
     if (!(v[3] = snap(v[1], MMK_SNAP_WRITABLE)))
         goto fail;
     struct list *branch = mmk_region_base(v[3]);
+    if (!branch) {
+        cli_error("mmk_region_base: %s", mmk_strerror(errno));
+        goto fail;
+    }
     put(branch, 10);
     put(branch, 11);
     if (!(v[4] = snap(v[3], 0)))
         goto fail;
     put(branch, 12);
     const struct list *bsnap = mmk_region_base(v[4]);
+    if (!bsnap) {
+        cli_error("mmk_region_base: %s", mmk_strerror(errno));
+        goto fail;
+    }
     printf("  branch          %s   (put 10, 11, snapshot, put 12)\n"
            "  branch's snap   %s\n"
            "  s1 %s, live %s, s2 %s: untouched\n",
