@@ -18,13 +18,15 @@
  * listed in the view's dirty runs, so the next snapshot write-protects only
  * those: its cost follows the pages written since, not the region's size.
  *
- * Mappings.  The kernel allows vm.max_map_count mappings per process.  The
- * engine counts the mappings its views hold (a run of pages merges into one
- * kernel mapping when the pages have the same state and, for pool pages,
- * consecutive pool offsets) and keeps the total under a budget: when a new
- * mapping would pass it, the view holding the most mappings is unmapped
- * whole (back to NONE, one mapping) and refaults on demand.  No data is lost
- * by that, and no write ever fails for lack of mappings.
+ * Mappings.  The kernel allows vm.max_map_count mappings per process.  All
+ * views live inside one PROT_NONE reservation (space.c), so a view with no
+ * page mapped costs no mapping at all.  The engine counts the mappings each
+ * view adds (a run of pages merges into one kernel mapping when the pages
+ * have the same state and, for pool pages, consecutive pool offsets) and
+ * keeps the total under a budget: when a new mapping would pass it, whole
+ * views are unmapped (back to NONE) - those not faulted on recently first -
+ * and refault on demand.  No data is lost by that, and no write fails for
+ * lack of mappings.
  */
 #include "mmkit.h"
 #include "report.h"
@@ -57,12 +59,14 @@ struct mmk_region {
     unsigned flags;
     uint32_t root;
     char *base;           /* NULL until materialized */
-    mmk_area *area;
+    int shared_ever;      /* ever snapshotted, restored, or a snapshot */
     uint8_t *state;       /* npages bytes, with base */
     struct run *dirty;    /* runs made RW since the last snapshot */
     size_t ndirty, dirty_cap;
     int dirty_overflow;   /* the list filled up: scan every state instead */
-    long nmaps;           /* kernel mappings this view's range holds */
+    long nmaps;           /* mappings this view adds: breaks inside its
+                           * range plus its mapped edge pages (each can
+                           * split the space's reservation once) */
     struct mmk_region *prev, *next;
 };
 
@@ -70,8 +74,15 @@ static struct mmk_region *views;   /* every view, under the engine lock */
 static long total_maps;            /* sum of nmaps over materialized views */
 static size_t map_budget;          /* 0 until the pool is initialized */
 static int forked_child;           /* set in a child of fork(): nothing works */
-static pthread_mutex_t materialize_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+static char *space_start;          /* the views' address space (space.c) */
+static size_t space_len;
+static mmk_area *space_area;       /* its one fault-router area */
+/* Views faulted on most recently: evicted last, so that an instruction
+ * touching two views (a memcpy between them) cannot evict its own source. */
+#define RECENT 4
+static struct mmk_region *recent[RECENT];
+static unsigned recent_next;
 
 static size_t page_size(void)
 {
@@ -118,13 +129,20 @@ static long breaks_between(const struct mmk_region *v, size_t first, size_t last
  * (RW <-> RO over the same pool pages): `edges_only` says so. */
 static long span_breaks(const struct mmk_region *v, size_t s, size_t e, int edges_only)
 {
-    if (!edges_only)
-        return breaks_between(v, s, e);
     long n = 0;
-    if (s > 0)
-        n += breaks_at(v, s);
-    if (e < v->npages)
-        n += breaks_at(v, e);
+    if (edges_only) {
+        if (s > 0)
+            n += breaks_at(v, s);
+        if (e < v->npages)
+            n += breaks_at(v, e);
+    } else {
+        n = breaks_between(v, s, e);
+    }
+    /* A mapped first or last page may split the reservation around the view. */
+    if (s == 0)
+        n += v->state[0] != ST_NONE;
+    if (e >= v->npages)
+        n += v->state[v->npages - 1] != ST_NONE;
     return n;
 }
 
@@ -177,21 +195,45 @@ static int wipe(struct mmk_region *v)
     if (r < 0)
         return r;
     memset(v->state, ST_NONE, v->npages);
-    account(v, v->nmaps, 1);
+    account(v, v->nmaps, 0);
     return 0;
 }
 
-/* Make room for `need` more mappings under the budget. */
-static int make_room(long need)
+static int is_recent(const struct mmk_region *v)
 {
-    while (total_maps + need > (long)map_budget) {
-        struct mmk_region *big = NULL;
-        for (struct mmk_region *v = views; v; v = v->next)
-            if (v->base && v->nmaps > 1 && (!big || v->nmaps > big->nmaps))
-                big = v;
-        if (!big)
+    for (int k = 0; k < RECENT; k++)
+        if (recent[k] == v)
+            return 1;
+    return 0;
+}
+
+static void note_recent(struct mmk_region *v)
+{
+    if (!is_recent(v))
+        recent[recent_next++ % RECENT] = v;
+}
+
+/*
+ * Make room for `need` more mappings under the budget (the reservation and
+ * the pool window count too).  Victims, largest first: views not faulted on
+ * recently; then other views; last the faulting view `cur` itself.
+ */
+static int make_room(struct mmk_region *cur, long need)
+{
+    while (total_maps + need + 2 > (long)map_budget) {
+        struct mmk_region *pick = NULL;
+        for (int pass = 0; pass < 3 && !pick; pass++) {
+            for (struct mmk_region *v = views; v; v = v->next) {
+                if (!v->base || v->nmaps == 0 || (pass < 2 && v == cur) ||
+                    (pass == 0 && is_recent(v)))
+                    continue;
+                if (!pick || v->nmaps > pick->nmaps)
+                    pick = v;
+            }
+        }
+        if (!pick)
             return -MMK_EBUDGET;
-        int r = wipe(big);
+        int r = wipe(pick);
         if (r < 0)
             return r;
     }
@@ -214,7 +256,7 @@ static int read_fault(struct mmk_region *v, size_t i)
     while (hi < end && v->state[hi] == ST_NONE &&
            mmk__pt_lookup(v->root, v->levels, hi) == (p ? p + (uint32_t)(hi - i) : 0))
         hi++;
-    int r = make_room(3);
+    int r = make_room(v, 3);
     if (r < 0)
         return r;
     long before = span_breaks(v, lo, hi, 0);
@@ -229,8 +271,12 @@ static int read_fault(struct mmk_region *v, size_t i)
 /* A write to never-written memory: claim a run of zero pages at once. */
 static int zero_fill(struct mmk_region *v, size_t i)
 {
-    size_t block = i - i % ZERO_RUN_PAGES;
-    size_t end = block + ZERO_RUN_PAGES;
+    /* A view that never shared anything fills in blocks (fast first fill).
+     * Once it has relatives, only the page written becomes its own, so that
+     * diff and stats show exactly the pages written. */
+    size_t run = v->shared_ever ? 1 : ZERO_RUN_PAGES;
+    size_t block = i - i % run;
+    size_t end = block + run;
     if (end > v->npages)
         end = v->npages;
     size_t lo = i, hi = i + 1;
@@ -247,7 +293,7 @@ static int zero_fill(struct mmk_region *v, size_t i)
         if (r < 0)
             return r;
     }
-    r = make_room(3);
+    r = make_room(v, 3);
     long before = r == 0 ? span_breaks(v, lo, hi, 0) : 0;
     for (size_t j = lo; r == 0 && j < hi; j++) {
         uint32_t *slot = mmk__pt_slot(&v->root, v->levels, j);
@@ -281,7 +327,7 @@ static int write_fault(struct mmk_region *v, size_t i)
     uint32_t p = mmk__pt_lookup(v->root, v->levels, i);
     if (p == 0)
         return zero_fill(v, i);
-    int r = make_room(3);
+    int r = make_room(v, 3);
     if (r < 0)
         return r;
     long before = span_breaks(v, i, i + 1, 0);
@@ -339,12 +385,17 @@ static void report_failure(const mmk_fault *f, const struct mmk_region *v, int e
 
 static int region_fault(const mmk_fault *f, void *ctx)
 {
-    struct mmk_region *v = ctx;
+    (void)ctx;
     /* A fault inside the engine itself (it holds the lock) or in a child of
      * fork() (the region is not mapped there) is not ours to fix. */
     if (f->signo != SIGSEGV || forked_child || mmk__vm_lock_held())
         return MMK_FAULT_PASS;
     mmk__vm_lock();
+    struct mmk_region *v = mmk__space_owner(f->addr);
+    if (!v || !v->base || (char *)f->addr >= v->base + v->size) {
+        mmk__vm_unlock(); /* no view there: a stray pointer */
+        return MMK_FAULT_PASS;
+    }
     size_t i = (size_t)((char *)f->addr - v->base) / page_size();
     int st = v->state[i], r;
     if (f->write == 1 || (f->write == -1 && st != ST_NONE))
@@ -353,6 +404,8 @@ static int region_fault(const mmk_fault *f, void *ctx)
         r = read_fault(v, i);
     else
         r = -EFAULT; /* a read fault on a readable page: not ours */
+    if (r == 0)
+        note_recent(v);
     mmk__vm_unlock();
     if (r < 0) {
         if (r != -EFAULT)
@@ -373,9 +426,8 @@ static int region_fault(const mmk_fault *f, void *ctx)
  */
 static void madvise_all(int advice)
 {
-    for (struct mmk_region *v = views; v; v = v->next)
-        if (v->base)
-            mmk__sys_madvise(v->base, v->size, advice);
+    if (space_start)
+        mmk__sys_madvise(space_start, space_len, advice);
     if (mmk__pool.win)
         mmk__sys_madvise(mmk__pool.win, (size_t)mmk__pool.max_pages * page_size(), advice);
 }
@@ -429,6 +481,16 @@ static int engine_init(void)
     int r = mmk__pool_init();
     if (r < 0)
         return r;
+    if (!space_area) {
+        r = mmk__space_init(&space_len, &space_start);
+        if (r < 0)
+            return r;
+        /* No region handler can be running yet, so registering under the
+         * engine lock cannot wait for one that waits for this lock. */
+        space_area = mmk_area_register(space_start, space_len, region_fault, NULL);
+        if (!space_area)
+            return -errno;
+    }
     if (!map_budget)
         map_budget = default_budget();
     return 0;
@@ -452,52 +514,33 @@ static void unlink_view(struct mmk_region *v)
         v->next->prev = v->prev;
 }
 
-/* Give a view its address range (idempotent).  Not under the engine lock:
- * registering with the fault router may wait for running handlers, which
- * may be waiting for the engine lock. */
+/* Give a view its address range (idempotent).  pre: engine lock held. */
 static int materialize(struct mmk_region *v)
 {
-    pthread_mutex_lock(&materialize_lock);
-    if (v->base) {
-        pthread_mutex_unlock(&materialize_lock);
+    if (v->base)
         return 0;
-    }
-    void *base = NULL, *state = NULL, *dirty = NULL;
+    void *state = NULL, *dirty = NULL;
     size_t dirty_cap = (v->flags & V_WRITABLE) ? v->npages : 0;
-    int r = mmk__sys_mmap(&base, NULL, v->size, PROT_NONE,
-                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (r == 0)
-        r = mmk__sys_mmap(&state, NULL, v->npages, PROT_READ | PROT_WRITE,
+    int r = mmk__sys_mmap(&state, NULL, v->npages, PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (r == 0 && dirty_cap)
         r = mmk__sys_mmap(&dirty, NULL, dirty_cap * sizeof(struct run), PROT_READ | PROT_WRITE,
                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    mmk_area *area = NULL;
-    if (r == 0) {
-        area = mmk_area_register(base, v->size, region_fault, v);
-        if (!area)
-            r = -errno;
-    }
+    char *base = NULL;
+    if (r == 0)
+        r = mmk__space_alloc(v->size, v, &base);
     if (r < 0) {
-        if (base)
-            mmk__sys_munmap(base, v->size);
         if (state)
             mmk__sys_munmap(state, v->npages);
         if (dirty)
             mmk__sys_munmap(dirty, dirty_cap * sizeof(struct run));
-        pthread_mutex_unlock(&materialize_lock);
         return r;
     }
-    mmk__vm_lock();
     v->state = state;
     v->dirty = dirty;
     v->dirty_cap = dirty_cap;
-    v->area = area;
-    v->nmaps = 1;
-    total_maps += 1;
+    v->nmaps = 0; /* all PROT_NONE: part of the reservation */
     v->base = base;
-    mmk__vm_unlock();
-    pthread_mutex_unlock(&materialize_lock);
     return 0;
 }
 
@@ -544,15 +587,16 @@ mmk_region *mmk_region_create(size_t size, unsigned flags)
         errno = ENOMEM;
         return NULL;
     }
+    mmk__vm_lock();
     r = materialize(v);
+    if (r == 0)
+        link_view(v);
+    mmk__vm_unlock();
     if (r < 0) {
         free(v);
         errno = -r;
         return NULL;
     }
-    mmk__vm_lock();
-    link_view(v);
-    mmk__vm_unlock();
     return v;
 }
 
@@ -622,6 +666,7 @@ mmk_region *mmk_region_snapshot(mmk_region *r, unsigned flags)
     }
     s->root = r->root;
     mmk__node_get(s->root);
+    r->shared_ever = s->shared_ever = 1;
     link_view(s);
     mmk__vm_unlock();
     return s;
@@ -631,22 +676,26 @@ int mmk_region_destroy(mmk_region *r)
 {
     if (!r)
         return -EINVAL;
-    if (r->area) {
-        int e = mmk_area_unregister(r->area);
-        if (e < 0)
-            return e;
-    }
     mmk__vm_lock();
+    if (r->base && !forked_child) {
+        /* Back to plain reservation; a late fault on it finds no view. */
+        int e = wipe(r);
+        if (e < 0) {
+            mmk__vm_unlock();
+            return e;
+        }
+        mmk__space_free(r->base, r->size);
+    }
     unlink_view(r);
-    if (r->base)
-        total_maps -= r->nmaps;
+    for (int k = 0; k < RECENT; k++)
+        if (recent[k] == r)
+            recent[k] = NULL;
     if (!forked_child) {
         mmk__node_put(r->root, r->levels);
         mmk__pool_flush();
     }
     mmk__vm_unlock();
     if (r->base) {
-        mmk__sys_munmap(r->base, r->size);
         mmk__sys_munmap(r->state, r->npages);
         if (r->dirty)
             mmk__sys_munmap(r->dirty, r->dirty_cap * sizeof(struct run));
@@ -666,7 +715,9 @@ void *mmk_region_base(mmk_region *r)
             errno = MMK_ESTATE;
             return NULL;
         }
+        mmk__vm_lock();
         int e = materialize(r);
+        mmk__vm_unlock();
         if (e < 0) {
             errno = -e;
             return NULL;
@@ -789,6 +840,7 @@ int mmk_region_restore(mmk_region *dst, const mmk_region *src)
         }
     }
     uint32_t old = dst->root;
+    dst->shared_ever = ((struct mmk_region *)src)->shared_ever = 1;
     dst->root = src->root;
     mmk__node_get(dst->root);
     mmk__node_put(old, dst->levels);
@@ -838,7 +890,7 @@ int mmk_region_prepare_write(mmk_region *r, size_t off, size_t len)
         if (e < 0)
             break;
         if (r->base) {
-            e = make_room(3);
+            e = make_room(r, 3);
             long before = span_breaks(r, s, s + n, 0);
             if (e == 0)
                 e = map_pool(r, s, n, q, PROT_READ | PROT_WRITE);
@@ -914,7 +966,10 @@ int mmk_region_stats(const mmk_region *r, struct mmk_region_stats *st)
     st->private_pages = priv;
     st->shared_pages = nonzero - priv;
     st->pool_pages = mmk__pool.in_use;
-    st->mappings = r->base ? (size_t)r->nmaps : 0;
+    /* Mappings in the view's range: the breaks inside it, plus one. */
+    if (r->base)
+        st->mappings = (size_t)r->nmaps + 1 - (r->state[0] != ST_NONE) -
+                       (r->state[r->npages - 1] != ST_NONE);
     st->total_mappings = (size_t)total_maps;
     st->budget = map_budget;
     st->nodes = mmk__pool.nodes_in_use;
@@ -928,7 +983,7 @@ int mmk_region_set_budget(size_t mappings)
         return -EINVAL;
     mmk__vm_lock();
     map_budget = mappings ? mappings : default_budget();
-    int r = make_room(0);
+    int r = make_room(NULL, 0);
     mmk__vm_unlock();
     return r;
 }

@@ -120,4 +120,16 @@ int mmk__pt_diff(uint32_t a, uint32_t b, unsigned levels, size_t npages, mmk__pt
 void mmk__pt_count(uint32_t root, unsigned levels, size_t npages, size_t *nonzero,
                    size_t *private_pages);
 
+/* ---- the views' address space (space.c) -------------------------------- */
+
+/* Reserve the space on first use.  pre: lock held. */
+int mmk__space_init(size_t *len_out, char **base_out);
+/* A range of at least len bytes for owner, granule-aligned.  0 or -ENOMEM. */
+int mmk__space_alloc(size_t len, void *owner, char **out);
+/* Give a range back.  pre: it is PROT_NONE again. */
+int mmk__space_free(char *base, size_t len);
+/* The owner of the granule holding addr, or NULL.  Lock-free read, but only
+ * meaningful under the lock. */
+void *mmk__space_owner(const void *addr);
+
 #endif
