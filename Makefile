@@ -43,7 +43,7 @@ STATIC   := $(B)/libmmkit.a
 SHARED   := $(B)/libmmkit.so.$(VERSION)
 CLI      := $(B)/mmkit
 
-.PHONY: all lib test test-asan bench demo examples install uninstall clean deps help check-install FORCE
+.PHONY: all lib test test-asan bench demo examples install uninstall clean deps help FORCE
 all: lib $(CLI) examples
 
 lib: $(STATIC) $(SHARED)
@@ -77,6 +77,10 @@ $(SHARED): $(LIB_OBJ) src/libmmkit.map
 
 $(CLI): $(TOOL_OBJ) $(STATIC)
 	$(CC) $(ALL_CFLAGS) -o $@ $(TOOL_OBJ) $(STATIC) $(LDLIBS)
+
+# Helper programs that tests exec: plain programs, no test framework.
+$(B)/tests/helper_%: tests/helper_%.c $(STATIC) | $(B)/tests
+	$(CC) $(ALL_CFLAGS) -Itests -o $@ $< $(STATIC) $(LDLIBS)
 
 # Tests link the static library, so they may also reach mmk__ internals.
 $(B)/tests/%: tests/%.c $(STATIC) $(wildcard tests/*.h) | deps $(B)/tests

@@ -121,7 +121,9 @@ typedef struct mmk_area mmk_area;
  * Route faults in [start, start + len) to fn(fault, ctx).
  * Errors (NULL + errno, nothing registered): EINVAL for len 0 or a NULL fn,
  * EOVERFLOW if the range wraps around the address space, EEXIST if it
- * overlaps an area already registered, ENOMEM.
+ * overlaps an area already registered, EDEADLK when called from inside a
+ * fault handler, ENOMEM.  Each call copies the area table (O(areas)): meant
+ * for tens or thousands of areas, not for one per object.
  */
 MMK_API mmk_area *mmk_area_register(void *start, size_t len, mmk_fault_fn fn, void *ctx);
 

@@ -259,6 +259,10 @@ mmk_area *mmk_area_register(void *start, size_t len, mmk_fault_fn fn, void *ctx)
         errno = EOVERFLOW;
         return NULL;
     }
+    if (in_handler) { /* would wait for the grace period of itself */
+        errno = EDEADLK;
+        return NULL;
+    }
     mmk_area *a = malloc(sizeof *a);
     if (!a) {
         errno = ENOMEM;

@@ -354,6 +354,36 @@ Test(fault, unregister_from_handler_is_edeadlk, .init = setup)
     cr_assert_eq(mmk_area_unregister(a), 0);
 }
 
+static int never_called(const mmk_fault *f, void *ctx)
+{
+    (void)f;
+    (void)ctx;
+    return MMK_FAULT_PASS;
+}
+
+static volatile int register_errno;
+
+static int register_inside(const mmk_fault *f, void *ctx)
+{
+    (void)ctx;
+    static char spare[64];
+    mmk_area *a = mmk_area_register(spare, sizeof spare, never_called, NULL);
+    register_errno = a ? 0 : errno;
+    mprotect(page_of(f->addr), page, PROT_READ | PROT_WRITE);
+    return MMK_FAULT_RETRY;
+}
+
+Test(fault, register_from_handler_is_edeadlk, .init = setup)
+{
+    char *mem = map_none(1);
+    mmk_area *a = mmk_area_register(mem, page, register_inside, NULL);
+    cr_assert_not_null(a);
+    poke(mem, 1);
+    cr_assert_eq(register_errno, EDEADLK);
+    cr_assert_eq(mmk_fault_area_count(), 1);
+    cr_assert_eq(mmk_area_unregister(a), 0);
+}
+
 /* ---- stack overflow on a thread with an alternate signal stack ------------- */
 
 static int overflow_seen(const mmk_fault *f, void *ctx)
