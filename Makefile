@@ -105,6 +105,7 @@ test: lib $(CLI) $(TESTS) $(HELPERS) $(EXAMPLES)
 # mmkit owns SIGSEGV/SIGBUS in these tests, so ASan must leave them alone.
 test-asan:
 	@ASAN_OPTIONS=handle_segv=0:handle_sigbus=0:allow_user_segv_handler=1:detect_leaks=1 \
+	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(MAKE) --no-print-directory B=build-asan SAN=1 CFLAGS="-O1 -g" test
 
