@@ -48,6 +48,9 @@ enum { V_WRITABLE = 1, V_SNAPSHOT = 2 };
 #define READ_RUN_PAGES 64
 /* Pages of never-written memory a write fault claims at once. */
 #define ZERO_RUN_PAGES 256
+/* Runs at least this long are write-protected by moving their page tables
+ * away (protect.c) rather than by mprotect. */
+#define MOVE_PROTECT_PAGES 512
 
 struct run {
     size_t start, len;
@@ -392,7 +395,7 @@ static int region_fault(const mmk_fault *f, void *ctx)
         return MMK_FAULT_PASS;
     mmk__vm_lock();
     struct mmk_region *v = mmk__space_owner(f->addr);
-    if (!v || !v->base || (char *)f->addr >= v->base + v->size) {
+    if (!v || (void *)v == (void *)&mmk__scratch_owner || !v->base || (char *)f->addr >= v->base + v->size) {
         mmk__vm_unlock(); /* no view there: a stray pointer */
         return MMK_FAULT_PASS;
     }
@@ -447,6 +450,7 @@ static void atfork_parent(void)
 static void atfork_child(void)
 {
     forked_child = 1;
+    mmk__protect_forked();
     mmk__vm_unlock();
 }
 
@@ -602,43 +606,47 @@ mmk_region *mmk_region_create(size_t size, unsigned flags)
 
 /* Write-protect every page of v made writable since its last snapshot.
  * pre: engine lock held. */
+/* Make the RW pages in [i, end) read-only.  If that fails, the whole view
+ * is unmapped instead (as safe).  pre: engine lock held, v materialized. */
+static int protect_range(struct mmk_region *v, size_t i, size_t end)
+{
+    size_t pg = page_size();
+    while (i < end) {
+        if (v->state[i] != ST_RW) {
+            i++;
+            continue;
+        }
+        size_t j = i + 1;
+        while (j < end && v->state[j] == ST_RW)
+            j++;
+        long before = span_breaks(v, i, j, 1);
+        int r = -1;
+        if (j - i >= MOVE_PROTECT_PAGES)
+            r = mmk__protect_by_move(v->base + i * pg, (j - i) * pg);
+        if (r < 0)
+            r = mmk__sys_mprotect(v->base + i * pg, (j - i) * pg, PROT_READ);
+        if (r < 0)
+            return wipe(v);
+        memset(v->state + i, ST_RO, j - i);
+        account(v, before, span_breaks(v, i, j, 1));
+        i = j;
+    }
+    return 0;
+}
+
 static int write_protect_dirty(struct mmk_region *v)
 {
     if (!v->base)
         return 0;
-    size_t pg = page_size();
     struct run all = { 0, v->npages };
     struct run *runs = v->dirty_overflow ? &all : v->dirty;
     size_t nruns = v->dirty_overflow ? 1 : v->ndirty;
     int err = 0;
-    for (size_t k = 0; k < nruns; k++) {
-        size_t i = runs[k].start, end = runs[k].start + runs[k].len;
-        while (i < end) {
-            if (v->state[i] != ST_RW) {
-                i++;
-                continue;
-            }
-            size_t j = i + 1;
-            while (j < end && v->state[j] == ST_RW)
-                j++;
-            long before = span_breaks(v, i, j, 1);
-            int r = mmk__sys_mprotect(v->base + i * pg, (j - i) * pg, PROT_READ);
-            if (r < 0) {
-                /* Unmap instead: an unmapped page is as safe as a read-only one. */
-                err = r;
-                int w = wipe(v);
-                v->ndirty = 0;
-                v->dirty_overflow = 0;
-                return w == 0 ? 0 : err;
-            }
-            memset(v->state + i, ST_RO, j - i);
-            account(v, before, span_breaks(v, i, j, 1));
-            i = j;
-        }
-    }
+    for (size_t k = 0; k < nruns && err == 0; k++)
+        err = protect_range(v, runs[k].start, runs[k].start + runs[k].len);
     v->ndirty = 0;
     v->dirty_overflow = 0;
-    return 0;
+    return err;
 }
 
 mmk_region *mmk_region_snapshot(mmk_region *r, unsigned flags)
@@ -873,6 +881,14 @@ int mmk_region_prepare_write(mmk_region *r, size_t off, size_t len)
         e = mmk__pool_alloc_run((uint32_t)n, &q);
         if (e < 0)
             break;
+        /* Other threads may be writing to pages of the batch that are
+         * writable now: stop them (they fault and wait for the lock) before
+         * copying, or their writes after the copy would be lost. */
+        if (r->base && (e = protect_range(r, s, s + n)) < 0) {
+            for (size_t k = 0; k < n; k++)
+                mmk__pool_put(q + (uint32_t)k);
+            break;
+        }
         for (size_t j = 0; j < n; j++) {
             uint32_t p = mmk__pt_lookup(r->root, r->levels, s + j);
             uint32_t *slot = mmk__pt_slot(&r->root, r->levels, s + j);

@@ -132,4 +132,18 @@ int mmk__space_free(char *base, size_t len);
  * meaningful under the lock. */
 void *mmk__space_owner(const void *addr);
 
+/* ---- write-protect by moving page tables (protect.c) --------------------- */
+
+/*
+ * Make [addr, addr+len) read-only by moving its page-table entries away
+ * (mremap MREMAP_DONTUNMAP) and protecting the empty range.  pre: lock held;
+ * the range is one mapping.  On failure nothing changed and the caller
+ * should mprotect instead.
+ */
+int mmk__protect_by_move(char *addr, size_t len);
+/* Owner tag of the scratch ranges in the view space. */
+extern char mmk__scratch_owner;
+/* Reset after fork() in the child. */
+void mmk__protect_forked(void);
+
 #endif

@@ -522,6 +522,12 @@ Test(region, random_writes_on_4gib_stay_under_budget, .init = setup, .timeout = 
 
 static mmk_region *live;
 static atomic_int writers_stop;
+static size_t stride; /* pages between two slots */
+
+static size_t slot_word(size_t j, int t)
+{
+    return ((j * WRITERS + (size_t)t) * stride) * (PG / 8);
+}
 
 /* Writer t writes k into slot k % SLOTS of its own pages, k = 1, 2, ... */
 static void *writer(void *arg)
@@ -532,37 +538,46 @@ static void *writer(void *arg)
     while (!atomic_load(&writers_stop)) {
         k++;
         /* slots are pages; interleave writers so they share table nodes */
-        b[((k % SLOTS) * WRITERS + (size_t)t) * (PG / 8)] = k;
+        b[slot_word(k % SLOTS, t)] = k;
     }
-    return NULL;
+    return (void *)(uintptr_t)k;
 }
 
-/* A snapshot is point-in-time for writer t iff its slots hold the prefix of
- * t's writes up to the largest value found. */
-static void check_prefix(const uint64_t *b, int t, int snap)
+/* The largest value writer t has in view b. */
+static uint64_t max_of(const uint64_t *b, int t)
 {
     uint64_t m = 0;
+    for (size_t j = 0; j < SLOTS; j++)
+        if (b[slot_word(j, t)] > m)
+            m = b[slot_word(j, t)];
+    return m;
+}
+
+/* A view is point-in-time for writer t iff its slots hold the prefix of t's
+ * writes up to the largest value found: no write lost, none from later. */
+static void check_prefix(const uint64_t *b, int t, int snap)
+{
+    uint64_t m = max_of(b, t);
     for (size_t j = 0; j < SLOTS; j++) {
-        uint64_t v = b[(j * WRITERS + (size_t)t) * (PG / 8)];
-        if (v > m)
-            m = v;
-    }
-    for (size_t j = 0; j < SLOTS; j++) {
-        uint64_t v = b[(j * WRITERS + (size_t)t) * (PG / 8)];
+        uint64_t v = b[slot_word(j, t)];
         /* the largest k <= m with k % SLOTS == j, or 0 */
         uint64_t want = m >= j ? m - ((m - j) % SLOTS) : 0;
-        if (j == 0 && want == 0)
-            want = 0;
-        cr_assert_eq(v, want, "snapshot %d writer %d slot %zu: %llu, expected %llu (max %llu)",
+        cr_assert_eq(v, want, "view %d writer %d slot %zu: %llu, expected %llu (max %llu)",
                      snap, t, j, (unsigned long long)v, (unsigned long long)want,
                      (unsigned long long)m);
     }
 }
 
-Test(region, snapshots_are_point_in_time_under_4_writers, .init = setup, .timeout = 120)
+/* 4 writers run while the main thread snapshots SNAPS times; with
+ * `prepare`, each snapshot follows a prepare_write of the whole region (a
+ * bulk copy under the writers' feet, and a large writable run that the next
+ * snapshot protects by moving its page tables). */
+static void run_writers_and_snapshots(size_t stride_pages, int prepare)
 {
-    live = mmk_region_create(SLOTS * WRITERS * PG, 0);
+    stride = stride_pages;
+    live = mmk_region_create(SLOTS * WRITERS * stride * PG, 0);
     cr_assert_not_null(live);
+    memset(mmk_region_base(live), 0, mmk_region_size(live));
     pthread_t t[WRITERS];
     for (int i = 0; i < WRITERS; i++)
         cr_assert_eq(pthread_create(&t[i], NULL, writer, (void *)(intptr_t)i), 0);
@@ -570,28 +585,48 @@ Test(region, snapshots_are_point_in_time_under_4_writers, .init = setup, .timeou
     for (int s = 0; s < SNAPS; s++) {
         struct timespec ts = { 0, 2 * 1000 * 1000 };
         nanosleep(&ts, NULL);
+        if (prepare)
+            cr_assert_eq(mmk_region_prepare_write(live, 0, mmk_region_size(live)), 0);
         snaps[s] = mmk_region_snapshot(live, 0);
         cr_assert_not_null(snaps[s]);
     }
     atomic_store(&writers_stop, 1);
-    for (int i = 0; i < WRITERS; i++)
-        pthread_join(t[i], NULL);
-    uint64_t last_max = 0;
+    uint64_t last[WRITERS];
+    for (int i = 0; i < WRITERS; i++) {
+        void *k;
+        pthread_join(t[i], &k);
+        last[i] = (uint64_t)(uintptr_t)k;
+    }
+    uint64_t prev[WRITERS] = { 0 };
     for (int s = 0; s < SNAPS; s++) {
         const uint64_t *b = mmk_region_base(snaps[s]);
-        for (int i = 0; i < WRITERS; i++)
+        for (int i = 0; i < WRITERS; i++) {
             check_prefix(b, i, s);
-        uint64_t m = 0;
-        for (size_t j = 0; j < SLOTS; j++)
-            if (b[j * WRITERS * (PG / 8)] > m)
-                m = b[j * WRITERS * (PG / 8)];
-        cr_assert_geq(m, last_max, "snapshots went back in time");
-        last_max = m;
+            uint64_t m = max_of(b, i);
+            cr_assert_geq(m, prev[i], "snapshots went back in time");
+            prev[i] = m;
+        }
     }
-    cr_assert_gt(last_max, 0, "writer 0 never wrote");
+    /* The live region holds every writer's last write: nothing was lost. */
+    const uint64_t *b = mmk_region_base(live);
+    for (int i = 0; i < WRITERS; i++) {
+        check_prefix(b, i, -1);
+        cr_assert_eq(max_of(b, i), last[i], "writer %d: last write lost", i);
+        cr_assert_gt(last[i], 0);
+    }
     for (int s = 0; s < SNAPS; s++)
         mmk_region_destroy(snaps[s]);
     mmk_region_destroy(live);
+}
+
+Test(region, snapshots_are_point_in_time_under_4_writers, .init = setup, .timeout = 120)
+{
+    run_writers_and_snapshots(1, 0);
+}
+
+Test(region, snapshots_and_prepare_write_under_4_writers, .init = setup, .timeout = 120)
+{
+    run_writers_and_snapshots(8, 1);
 }
 
 /* ---- EFAULT and prepare_write --------------------------------------------------------- */

@@ -1,0 +1,136 @@
+/*
+ * protect.c - write-protect a large resident run fast, by moving its page
+ * table entries away instead of rewriting them.
+ *
+ * mprotect(PROT_READ) of a resident range visits and rewrites every page
+ * table entry: about 25 ms per GiB here, close to what fork() costs.  For a
+ * snapshot we do not need the entries at all.  mremap(MREMAP_DONTUNMAP)
+ * moves them to a scratch range - whole page-table pages at a time when both
+ * ranges have the same offset within a 2 MiB unit - and leaves the source
+ * mapping in place with no entries.  mprotect of an empty range only edits
+ * the mapping.  Later reads of the source refill it from the memfd (minor
+ * faults, with fault-around); writes fault into mmkit's handler as they
+ * must.  The scratch range still maps the pages writable, but no pointer to
+ * it exists outside this file, and a background thread (the reaper) unmaps
+ * it: the costly part, dropping the moved entries, runs off the caller's
+ * path, on another CPU.
+ *
+ * Everything but the reaper runs under the engine lock.
+ */
+#include "vm.h"
+#include "sys.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/mman.h>
+
+#define PMD_SIZE ((uintptr_t)2 << 20)
+
+/* Owner of scratch ranges in the view space: never a view. */
+char mmk__scratch_owner;
+
+struct reap {
+    char *space;     /* what mmk__space_alloc gave */
+    size_t space_len;
+};
+
+#define QUEUE 64
+static struct reap queue[QUEUE];
+static unsigned q_head, q_len;
+static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t q_cond = PTHREAD_COND_INITIALIZER;
+static int reaper_running;
+
+static void scrap(struct reap *r)
+{
+    void *out;
+    /* Back to PROT_NONE reservation: drops the moved entries. */
+    mmk__sys_mmap(&out, r->space, r->space_len, PROT_NONE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+}
+
+static void *reaper(void *arg)
+{
+    (void)arg;
+    for (;;) {
+        pthread_mutex_lock(&q_lock);
+        while (q_len == 0)
+            pthread_cond_wait(&q_cond, &q_lock);
+        struct reap r = queue[q_head];
+        q_head = (q_head + 1) % QUEUE;
+        q_len--;
+        pthread_mutex_unlock(&q_lock);
+        scrap(&r);
+        mmk__vm_lock();
+        mmk__space_free(r.space, r.space_len);
+        mmk__vm_unlock();
+    }
+    return NULL;
+}
+
+/* Start the reaper once; it never touches region memory, so it blocks every
+ * signal it can.  pre: q_lock held. */
+static int start_reaper(void)
+{
+    if (reaper_running)
+        return 0;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_t t;
+    int e = pthread_create(&t, &attr, reaper, NULL);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e)
+        return -e;
+    reaper_running = 1;
+    return 0;
+}
+
+void mmk__protect_forked(void)
+{
+    /* The reaper is not inherited by a child of fork(). */
+    reaper_running = 0;
+    q_len = 0;
+    pthread_mutex_init(&q_lock, NULL);
+    pthread_cond_init(&q_cond, NULL);
+}
+
+int mmk__protect_by_move(char *addr, size_t len)
+{
+    uintptr_t offset = (uintptr_t)addr & (PMD_SIZE - 1);
+    char *space;
+    size_t space_len = len + PMD_SIZE;
+    int r = mmk__space_alloc(space_len, &mmk__scratch_owner, &space);
+    if (r < 0)
+        return r;
+    void *moved;
+    r = mmk__sys_mremap(&moved, addr, len, len,
+                        MREMAP_MAYMOVE | MREMAP_FIXED | MREMAP_DONTUNMAP, space + offset);
+    if (r < 0) {
+        /* Not one mapping, or an old kernel: let the caller mprotect. */
+        mmk__space_free(space, space_len);
+        return r;
+    }
+    r = mmk__sys_mprotect(addr, len, PROT_READ);
+    struct reap item = { space, space_len };
+    pthread_mutex_lock(&q_lock);
+    int queued = 0;
+    if (q_len < QUEUE && start_reaper() == 0) {
+        queue[(q_head + q_len) % QUEUE] = item;
+        q_len++;
+        queued = 1;
+        pthread_cond_signal(&q_cond);
+    }
+    pthread_mutex_unlock(&q_lock);
+    if (!queued) { /* no reaper: do its work here */
+        scrap(&item);
+        mmk__space_free(space, space_len);
+    }
+    return r;
+}
