@@ -108,6 +108,8 @@ static uint32_t copy_node(uint32_t n, unsigned level)
         else
             mmk__node_get(x);
     }
+    if (level == 1)
+        dst->twin = n;
     src->ref--; /* > 0: it was shared */
     return c;
 }

@@ -73,7 +73,7 @@ struct mmk_region {
     struct mmk_region *prev, *next;
 };
 
-static struct mmk_region *views;   /* every view, under the engine lock */
+static struct mmk_region *views;   /* every materialized view (engine lock) */
 static long total_maps;            /* sum of nmaps over materialized views */
 static size_t map_budget;          /* 0 until the pool is initialized */
 static int forked_child;           /* set in a child of fork(): nothing works */
@@ -322,6 +322,39 @@ static int zero_fill(struct mmk_region *v, size_t i)
     return 0;
 }
 
+/*
+ * Copy n pool pages starting at p (contents at src) into pool pages from q.
+ * pwrite puts the bytes straight into the memfd's pages, so the pool window
+ * never has to fault the destination in.
+ */
+static int copy_pages(uint32_t q, const void *src, size_t n)
+{
+    size_t pg = page_size();
+    int r = mmk__sys_pwrite_all(mmk__pool.fd, src, n * pg, (off_t)((uint64_t)q * pg));
+    if (r < 0) /* e.g. a full tmpfs: fall back to the window */
+        memcpy(mmk__pool_addr(q), src, n * pg);
+    return 0;
+}
+
+/* Unmap page i from every view other than v that maps pool page p there
+ * (read-only): p is about to become v's own, and they are about to get a
+ * copy.  They refault the copy on their next read. */
+static void unmap_others(struct mmk_region *v, size_t i, uint32_t p)
+{
+    for (struct mmk_region *w = views; w; w = w->next) {
+        if (w == v || i >= w->npages || w->state[i] != ST_RO ||
+            mmk__pt_lookup(w->root, w->levels, i) != p)
+            continue;
+        long before = span_breaks(w, i, i + 1, 0);
+        if (map_none(w, i, 1) < 0) {
+            wipe(w);
+            continue;
+        }
+        w->state[i] = ST_NONE;
+        account(w, before, span_breaks(w, i, i + 1, 0));
+    }
+}
+
 static int write_fault(struct mmk_region *v, size_t i)
 {
     if (!(v->flags & V_WRITABLE))
@@ -334,32 +367,58 @@ static int write_fault(struct mmk_region *v, size_t i)
     if (r < 0)
         return r;
     long before = span_breaks(v, i, i + 1, 0);
-    if (mmk__pt_exclusive(v->root, v->levels, i) && mmk__pool.ref[p] == 1) {
-        /* Private already (a branch's own page, or written before and
-         * write-protected by a snapshot that is gone): no copy. */
+    int keep = mmk__pt_exclusive(v->root, v->levels, i) && mmk__pool.ref[p] == 1;
+    if (!keep) {
+        uint32_t *slot = mmk__pt_slot(&v->root, v->levels, i);
+        if (!slot)
+            return -ENOMEM;
+        unsigned idx = mmk__pt_leaf_index(i);
+        uint32_t twin = mmk__node(mmk__pt_leaf_of(slot))->twin;
+        struct mmk__node *t = twin ? mmk__node(twin) : NULL;
+        /* The source page's contents: through this view's own mapping when
+         * it has one (already faulted in), else through the pool window. */
+        const char *src = v->state[i] != ST_NONE ? v->base + i * pg : mmk__pool_addr(p);
+        uint32_t q;
+        if (t && t->ref > 0 && t->slot[idx] == p && mmk__pool.ref[p] == 2) {
+            /*
+             * Copy before write.  The page's only other holder is the leaf
+             * this one was copied from: give that leaf the copy and keep the
+             * page here, mapped where it is.  This view's mapping stays in
+             * pool order (it merges back after the next snapshot), and the
+             * page becomes writable with an mprotect instead of a new
+             * mapping.  Views that map the old page read-only are unmapped
+             * there and refault the copy.
+             */
+            uint32_t left = idx ? t->slot[idx - 1] : 0;
+            r = mmk__pool_alloc(left ? left + 1 : 0, &q);
+            if (r < 0)
+                return r;
+            copy_pages(q, src, 1);
+            unmap_others(v, i, p);
+            t->slot[idx] = q;
+            mmk__pool.ref[p]--;
+            keep = 1;
+        } else {
+            /* Copy on write.  Prefer the pool page after the left
+             * neighbour's, so that the new mapping merges with it. */
+            uint32_t left = i > 0 ? mmk__pt_lookup(v->root, v->levels, i - 1) : 0;
+            r = mmk__pool_alloc(left ? left + 1 : 0, &q);
+            if (r < 0)
+                return r;
+            copy_pages(q, src, 1);
+            mmk__pool.ref[p]--; /* still >= 1: another table holds it */
+            *slot = q;
+            r = map_pool(v, i, 1, q, PROT_READ | PROT_WRITE);
+        }
+    }
+    if (keep) {
         if (v->state[i] == ST_RO)
             r = mmk__sys_mprotect(v->base + i * pg, pg, PROT_READ | PROT_WRITE);
         else
             r = map_pool(v, i, 1, p, PROT_READ | PROT_WRITE);
-    } else {
-        /* Copy on write.  Prefer the pool page after the left neighbour's,
-         * so that the new mapping merges with the neighbour's. */
-        uint32_t *slot = mmk__pt_slot(&v->root, v->levels, i);
-        if (!slot)
-            return -ENOMEM;
-        uint32_t left = i > 0 ? mmk__pt_lookup(v->root, v->levels, i - 1) : 0;
-        uint32_t q;
-        r = mmk__pool_alloc(left ? left + 1 : 0, &q);
-        if (r < 0)
-            return r;
-        memcpy(mmk__pool_addr(q), mmk__pool_addr(p), pg);
-        mmk__pool.ref[p]--; /* still >= 1: another table holds it */
-        *slot = q;
-        r = map_pool(v, i, 1, q, PROT_READ | PROT_WRITE);
     }
     if (r < 0) {
-        v->state[i] = ST_NONE; /* what is mapped there is unknown now */
-        wipe(v);
+        wipe(v); /* what is mapped at i is unknown now */
         return r;
     }
     v->state[i] = ST_RW;
@@ -545,6 +604,7 @@ static int materialize(struct mmk_region *v)
     v->dirty_cap = dirty_cap;
     v->nmaps = 0; /* all PROT_NONE: part of the reservation */
     v->base = base;
+    link_view(v);
     return 0;
 }
 
@@ -593,8 +653,6 @@ mmk_region *mmk_region_create(size_t size, unsigned flags)
     }
     mmk__vm_lock();
     r = materialize(v);
-    if (r == 0)
-        link_view(v);
     mmk__vm_unlock();
     if (r < 0) {
         free(v);
@@ -675,7 +733,6 @@ mmk_region *mmk_region_snapshot(mmk_region *r, unsigned flags)
     s->root = r->root;
     mmk__node_get(s->root);
     r->shared_ever = s->shared_ever = 1;
-    link_view(s);
     mmk__vm_unlock();
     return s;
 }
@@ -694,7 +751,8 @@ int mmk_region_destroy(mmk_region *r)
         }
         mmk__space_free(r->base, r->size);
     }
-    unlink_view(r);
+    if (r->base)
+        unlink_view(r);
     for (int k = 0; k < RECENT; k++)
         if (recent[k] == r)
             recent[k] = NULL;
@@ -889,6 +947,18 @@ int mmk_region_prepare_write(mmk_region *r, size_t off, size_t len)
                 mmk__pool_put(q + (uint32_t)k);
             break;
         }
+        /* Copy first, in runs of consecutive source pages (one pwrite
+         * each); only then change the table, since dropping a source page
+         * may punch it. */
+        for (size_t j = 0; j < n;) {
+            uint32_t p = mmk__pt_lookup(r->root, r->levels, s + j);
+            size_t k = j + 1;
+            while (p && k < n && mmk__pt_lookup(r->root, r->levels, s + k) == p + (k - j))
+                k++;
+            if (p)
+                copy_pages(q + (uint32_t)j, mmk__pool_addr(p), k - j);
+            j = k;
+        }
         for (size_t j = 0; j < n; j++) {
             uint32_t p = mmk__pt_lookup(r->root, r->levels, s + j);
             uint32_t *slot = mmk__pt_slot(&r->root, r->levels, s + j);
@@ -898,8 +968,6 @@ int mmk_region_prepare_write(mmk_region *r, size_t off, size_t len)
                 e = -ENOMEM;
                 break;
             }
-            if (p)
-                memcpy(mmk__pool_addr(q + (uint32_t)j), mmk__pool_addr(p), pg);
             *slot = q + (uint32_t)j;
             mmk__pool_put(p);
         }

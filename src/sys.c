@@ -297,3 +297,27 @@ ssize_t mmk__sys_read(int fd, void *buf, size_t len)
     errno = saved_errno_;
     return n;
 }
+
+int mmk__sys_pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+    int e = injected(INJ_WRITE);
+    if (e)
+        return e;
+    SAVE_ERRNO;
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t n = pwrite(fd, p, len, off);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            int r = -errno;
+            errno = saved_errno_;
+            return r;
+        }
+        p += n;
+        off += n;
+        len -= (size_t)n;
+    }
+    errno = saved_errno_;
+    return 0;
+}

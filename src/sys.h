@@ -80,5 +80,7 @@ int mmk__sys_fsetxattr(int fd, const char *name, const void *buf, size_t len, in
 
 /* read(2) of up to len bytes (retries EINTR); returns the count read. */
 ssize_t mmk__sys_read(int fd, void *buf, size_t len);
+/* pwrite(2) of all of buf at off (retries short writes and EINTR). */
+int mmk__sys_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 
 #endif

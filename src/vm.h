@@ -33,7 +33,7 @@
 
 struct mmk__node {
     uint32_t ref;
-    uint32_t unused;
+    uint32_t twin; /* a leaf copied from another: that leaf (a hint only) */
     uint32_t slot[MMK__FANOUT];
 };
 
@@ -111,6 +111,17 @@ int mmk__pt_exclusive(uint32_t root, unsigned levels, size_t page);
  * The returned pointer stays valid until the tree changes again.
  */
 uint32_t *mmk__pt_slot(uint32_t *root, unsigned levels, size_t page);
+/* The leaf node that holds `slot` (a pointer mmk__pt_slot returned). */
+static inline uint32_t mmk__pt_leaf_of(const uint32_t *slot)
+{
+    return (uint32_t)(((const char *)slot - (const char *)mmk__pool.nodes) /
+                      sizeof(struct mmk__node));
+}
+/* The slot index of `page` in its leaf. */
+static inline unsigned mmk__pt_leaf_index(size_t page)
+{
+    return (unsigned)page & (MMK__FANOUT - 1);
+}
 /* Call fn for every maximal run of pages whose backing differs in a and b.
  * Identical subtrees are skipped, so the cost follows the differences. */
 typedef int (*mmk__pt_diff_fn)(size_t first, size_t count, void *ctx);

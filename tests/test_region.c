@@ -799,3 +799,46 @@ Test(region, more_mapped_snapshots_than_budget, .init = setup, .timeout = 120)
         cr_assert_eq(mmk_region_destroy(s[i]), 0);
     mmk_region_destroy(lv);
 }
+
+/* ---- copy before write: readers of the old page get the copy ---------------------------- */
+
+Test(region, readers_of_a_page_see_old_bytes_after_its_owner_writes, .init = setup)
+{
+    size_t pages = 64;
+    mmk_region *r = mmk_region_create(pages * PG, 0);
+    char *p = mmk_region_base(r);
+    memset(p, 'a', pages * PG);
+    mmk_region *s1 = mmk_region_snapshot(r, 0);
+    const char *q1 = mmk_region_base(s1);
+    for (size_t i = 0; i < pages; i++) /* map every page of s1 */
+        cr_assert_eq(q1[i * PG], 'a');
+    mmk_region *b = mmk_region_snapshot(s1, MMK_SNAP_WRITABLE);
+    const char *qb = mmk_region_base(b);
+    for (size_t i = 0; i < pages; i++)
+        cr_assert_eq(qb[i * PG], 'a');
+    for (size_t i = 0; i < pages; i += 2)
+        p[i * PG] = 'b';
+    mmk_region *s2 = mmk_region_snapshot(r, 0);
+    for (size_t i = 0; i < pages; i += 3)
+        p[i * PG + 1] = 'c';
+    ((char *)mmk_region_base(b))[7 * PG] = 'd';
+    const char *q2 = mmk_region_base(s2);
+    for (size_t i = 0; i < pages; i++) {
+        cr_assert_eq(q1[i * PG], 'a', "s1 page %zu", i);
+        cr_assert_eq(q1[i * PG + 1], 'a', "s1 page %zu", i);
+        cr_assert_eq(qb[i * PG], i == 7 ? 'd' : 'a', "branch page %zu", i);
+        cr_assert_eq(q2[i * PG], i % 2 ? 'a' : 'b', "s2 page %zu", i);
+        cr_assert_eq(q2[i * PG + 1], 'a', "s2 page %zu", i);
+        cr_assert_eq(p[i * PG], i % 2 ? 'a' : 'b', "live page %zu", i);
+        cr_assert_eq(p[i * PG + 1], i % 3 ? 'a' : 'c', "live page %zu", i);
+    }
+    struct mmk_region_stats st;
+    mmk_region_stats(s1, &st);
+    cr_assert_eq(st.mappings, kernel_mappings(q1, pages * PG));
+    mmk_region_stats(r, &st);
+    cr_assert_eq(st.mappings, kernel_mappings(p, pages * PG));
+    mmk_region_destroy(s1);
+    mmk_region_destroy(b);
+    mmk_region_destroy(s2);
+    mmk_region_destroy(r);
+}
