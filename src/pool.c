@@ -15,11 +15,16 @@
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 struct mmk__pool mmk__pool = { .fd = -1 };
+
+/* Start of the pages freed since the last mmk__pool_flush (see there). */
+static uint32_t flush_mark;
 
 /* The pool window: 1 TiB of address space, 2^28 pages of 4 KiB. */
 #define POOL_WINDOW_BYTES (1ull << 40)
@@ -173,6 +178,8 @@ int mmk__pool_alloc(uint32_t prefer, uint32_t *out)
      * or listed twice): a page is free exactly when its refcount is 0. */
     while (P->nfree > 0) {
         uint32_t p = P->free_stack[--P->nfree];
+        if (flush_mark > P->nfree)
+            flush_mark = P->nfree;
         if (P->ref[p] == 0) {
             take(p);
             *out = p;
@@ -197,27 +204,23 @@ int mmk__pool_alloc_run(uint32_t n, uint32_t *out)
     return 0;
 }
 
-/* Frees waiting to be punched, as one run [pend_start, pend_start+pend_len). */
-static uint32_t pend_start, pend_len;
-
-static void punch_pending(void)
+/*
+ * Freed pages are pushed on the free stack at once but punched (their memory
+ * returned to the kernel, their contents zeroed) only by mmk__pool_flush, in
+ * sorted runs: a destroy or a restore frees pages in table order, which is
+ * rarely pool order, and one fallocate per run is much cheaper than one per
+ * page.  Every caller that frees flushes before it drops the engine lock, and
+ * nothing allocates in between, so a page is never handed out unpunched.
+ * Pages pushed since the last flush are free_stack[flush_mark, nfree).
+ */
+static void punch(uint32_t first, uint32_t count)
 {
     struct mmk__pool *P = &mmk__pool;
-    if (pend_len == 0)
-        return;
-    /* The pages' contents go back to the kernel and read as zero again,
-     * which is what a newly allocated pool page must hold. */
     int r = mmk__sys_fallocate(P->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
-                               (off_t)((uint64_t)pend_start * P->page),
-                               (off_t)((uint64_t)pend_len * P->page));
+                               (off_t)((uint64_t)first * P->page),
+                               (off_t)((uint64_t)count * P->page));
     if (r < 0) /* no hole punching: zero by hand so reuse stays correct */
-        for (uint32_t i = 0; i < pend_len; i++)
-            __builtin_memset(mmk__pool_addr(pend_start + i), 0, P->page);
-    for (uint32_t i = 0; i < pend_len; i++) {
-        if (P->nfree < P->max_pages)
-            P->free_stack[P->nfree++] = pend_start + i;
-    }
-    pend_len = 0;
+        memset(mmk__pool_addr(first), 0, (size_t)count * P->page);
 }
 
 void mmk__pool_put(uint32_t p)
@@ -226,16 +229,33 @@ void mmk__pool_put(uint32_t p)
     if (p == 0 || --P->ref[p] != 0)
         return;
     P->in_use--;
-    if (pend_len && p == pend_start + pend_len) {
-        pend_len++;
-        return;
-    }
-    punch_pending();
-    pend_start = p;
-    pend_len = 1;
+    if (P->nfree < P->max_pages)
+        P->free_stack[P->nfree++] = p;
+    else
+        punch(p, 1); /* no room to defer: punch now (it is lost to reuse) */
+}
+
+static int cmp_u32(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return (x > y) - (x < y);
 }
 
 void mmk__pool_flush(void)
 {
-    punch_pending();
+    struct mmk__pool *P = &mmk__pool;
+    if (flush_mark > P->nfree)
+        flush_mark = P->nfree;
+    uint32_t *v = P->free_stack + flush_mark;
+    size_t n = P->nfree - flush_mark;
+    if (n > 1)
+        qsort(v, n, sizeof *v, cmp_u32);
+    for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && v[j] == v[j - 1] + 1)
+            j++;
+        punch(v[i], (uint32_t)(j - i));
+        i = j;
+    }
+    flush_mark = P->nfree;
 }

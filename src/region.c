@@ -844,30 +844,37 @@ int mmk_region_read(const mmk_region *r, size_t off, void *buf, size_t len)
 
 struct restore_ctx {
     struct mmk_region *dst;
+    uint32_t old_root; /* dst's table before the restore */
     int err;
 };
 
-/* Unmap the pages of dst that are about to change. */
-static int restore_unmap(size_t first, size_t count, void *ctx)
+/* Map the pages of dst that changed to their new backing, read-only, so
+ * they need not refault.  Runs while dst->root is already the new table. */
+static int restore_remap(size_t first, size_t count, void *ctx)
 {
     struct restore_ctx *c = ctx;
     struct mmk_region *v = c->dst;
+    uint32_t new_root = v->root;
     size_t i = first, end = first + count;
     while (i < end) {
         if (v->state[i] == ST_NONE) {
             i++;
             continue;
         }
+        uint32_t p = mmk__pt_lookup(new_root, v->levels, i);
         size_t j = i + 1;
-        while (j < end && v->state[j] != ST_NONE)
+        while (j < end && v->state[j] != ST_NONE &&
+               mmk__pt_lookup(new_root, v->levels, j) == (p ? p + (uint32_t)(j - i) : 0))
             j++;
+        v->root = c->old_root; /* count what is mapped now */
         long before = span_breaks(v, i, j, 0);
-        int r = map_none(v, i, j - i);
+        v->root = new_root;
+        int r = p ? map_pool(v, i, j - i, p, PROT_READ) : map_zero(v, i, j - i);
         if (r < 0) {
             c->err = r;
             return 1;
         }
-        memset(v->state + i, ST_NONE, j - i);
+        memset(v->state + i, p ? ST_RO : ST_ZERO, j - i);
         account(v, before, span_breaks(v, i, j, 0));
         i = j;
     }
@@ -894,25 +901,19 @@ int mmk_region_restore(mmk_region *dst, const mmk_region *src)
         mmk__vm_unlock();
         return e;
     }
-    struct restore_ctx c = { dst, 0 };
-    if (dst->base)
-        mmk__pt_diff(dst->root, src->root, dst->levels, dst->npages, restore_unmap, &c);
-    if (c.err < 0) {
-        /* Could not unmap piecewise: unmap the whole view. */
-        int r = wipe(dst);
-        if (r < 0) {
-            mmk__vm_unlock();
-            return r;
-        }
-    }
     uint32_t old = dst->root;
     dst->shared_ever = ((struct mmk_region *)src)->shared_ever = 1;
     dst->root = src->root;
     mmk__node_get(dst->root);
+    struct restore_ctx c = { dst, old, 0 };
+    if (dst->base)
+        mmk__pt_diff(old, dst->root, dst->levels, dst->npages, restore_remap, &c);
+    if (c.err < 0)
+        wipe(dst); /* could not remap piecewise: unmap the whole view */
     mmk__node_put(old, dst->levels);
     mmk__pool_flush();
-    /* Every page dst had made writable differed from src, so it is unmapped
-     * now; nothing is left to write-protect at the next snapshot. */
+    /* Every page dst had made writable differed from src, so it is mapped
+     * read-only now; nothing is left to write-protect at the next snapshot. */
     dst->ndirty = 0;
     dst->dirty_overflow = 0;
     mmk__vm_unlock();
