@@ -2,6 +2,7 @@
 #ifndef MMK_CLI_H
 #define MMK_CLI_H
 
+#include <stddef.h>
 #include <stdio.h>
 
 /* Subcommands: each returns the process exit status. */
@@ -15,6 +16,14 @@ int demo_fault(void);
 int demo_mirror(void);
 int demo_arena(void);
 int demo_region(void);
+
+/*
+ * Run fn(arg) in a child process whose stderr goes into buf (at most cap-1
+ * bytes, NUL-terminated).  Returns the child's wait status, or -1.
+ */
+int cli_run_captured(void (*fn)(void *), void *arg, char *buf, size_t cap);
+/* Print how a child ended ("child died of signal N (name)" or its status). */
+void cli_print_end(const char *prefix, int status);
 
 /* Print "mmkit: " + a formatted message + newline to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

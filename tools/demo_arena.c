@@ -24,8 +24,9 @@ static long long size_on_disk(const char *path)
 
 /* In a child: limit files to 2 MiB and store at 3 MiB, as a full disk would
  * refuse.  The store cannot return an error, so the process ends. */
-static void store_past_limit(const char *path)
+static void store_past_limit(void *arg)
 {
+    const char *path = arg;
     mmk_arena *a = mmk_arena_open(path, (size_t)1 << 30, MMK_ARENA_CREATE | MMK_ARENA_TRUNC);
     if (!a)
         _exit(3);
@@ -43,35 +44,11 @@ static void store_past_limit(const char *path)
 
 static int run_child(const char *path)
 {
-    int p[2];
-    if (pipe(p) != 0)
-        return -1;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        dup2(p[1], 2);
-        close(p[0]);
-        close(p[1]);
-        store_past_limit(path);
-    }
-    close(p[1]);
     char buf[2048];
-    size_t n = 0;
-    ssize_t k;
-    while (n < sizeof buf - 1 && (k = read(p[0], buf + n, sizeof buf - 1 - n)) > 0)
-        n += (size_t)k;
-    buf[n] = 0;
-    close(p[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
+    int st = cli_run_captured(store_past_limit, (void *)path, buf, sizeof buf);
     for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n"))
         printf("  %s\n", line);
-    if (WIFSIGNALED(st))
-        printf("  child died of signal %d (%s)\n", WTERMSIG(st), strsignal(WTERMSIG(st)));
-    else
-        printf("  child exited with status %d (unexpected)\n", WEXITSTATUS(st));
+    cli_print_end("  ", st);
     return st;
 }
 

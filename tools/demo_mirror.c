@@ -15,32 +15,10 @@
  * child wrote, how many more followed, and how it ended.  Returns the wait
  * status.
  */
-static int in_child(void (*fn)(mmk_mirror *), mmk_mirror *m, const char *prefix)
+static int in_child(void (*fn)(void *), mmk_mirror *m, const char *prefix)
 {
-    int p[2];
-    if (pipe(p) != 0)
-        return -1;
-    fflush(NULL);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        dup2(p[1], 2);
-        close(p[0]);
-        close(p[1]);
-        fn(m);
-        _exit(0);
-    }
-    close(p[1]);
     static char buf[1 << 16];
-    size_t n = 0;
-    ssize_t k;
-    while ((k = read(p[0], buf + n, sizeof buf - 1 - n)) > 0 && (n += (size_t)k) < sizeof buf - 1)
-        ;
-    buf[n] = 0;
-    close(p[0]);
-    int st = 0;
-    waitpid(pid, &st, 0);
+    int st = cli_run_captured(fn, m, buf, sizeof buf);
     int frames = 0;
     for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
         if (!strncmp(line, "mmkit:", 6) || !strncmp(line, "child:", 6))
@@ -49,21 +27,20 @@ static int in_child(void (*fn)(mmk_mirror *), mmk_mirror *m, const char *prefix)
             frames++;
     }
     printf("%s(and %d backtrace lines, not shown)\n", prefix, frames);
-    if (WIFSIGNALED(st))
-        printf("%schild died of signal %d (%s)\n", prefix, WTERMSIG(st), strsignal(WTERMSIG(st)));
-    else
-        printf("%schild exited with status %d\n", prefix, WEXITSTATUS(st));
+    cli_print_end(prefix, st);
     return st;
 }
 
-static void stray(mmk_mirror *m)
+static void stray(void *arg)
 {
+    mmk_mirror *m = arg;
     char *p = (char *)(uintptr_t)mmk_mirror_ro(m); /* the plugin's cast */
     p[42] = '!';
 }
 
-static void watched(mmk_mirror *m)
+static void watched(void *arg)
 {
+    mmk_mirror *m = arg;
     if (mmk_mirror_set_policy(m, MMK_MIRROR_WATCH, NULL, NULL) != 0)
         return;
     volatile char *p = (volatile char *)(uintptr_t)mmk_mirror_ro(m);
