@@ -520,7 +520,9 @@ MMK_API int    mmk_arena_stats(const mmk_arena *a, struct mmk_arena_stats *st);
  * place - the kernel's copy-on-write, for one region, in user space.
  *
  * Threads: all calls are thread-safe, and other threads may read and write
- * views while a snapshot is taken.  A snapshot holds every write that
+ * views while a snapshot is taken.  mmkit starts one background thread (all
+ * signals blocked) the first time a snapshot write-protects a large run: it
+ * releases page tables that the snapshot moved out of the way.  A snapshot holds every write that
  * completed before mmk_region_snapshot returned and none that started after.
  *
  * System calls: a system call that writes into a region page that is not
