@@ -95,8 +95,8 @@ MMK_API const char *mmk_strerror(int err);
  * runs, on the same thread, is never dispatched to an area again: it goes
  * straight to the previous handler, so a buggy handler cannot loop.
  *
- * Lookup is lock-free (a sorted table, published atomically, binary search):
- * O(log areas).  Register and unregister are thread-safe and may run while
+ * Lookup is lock-free (a two-level sorted table, published atomically, two
+ * binary searches): O(log areas).  Register and unregister are thread-safe and may run while
  * other threads fault.
  *
  * Stack overflow: a handler can only run on a thread whose stack has
@@ -122,8 +122,8 @@ typedef struct mmk_area mmk_area;
  * Errors (NULL + errno, nothing registered): EINVAL for len 0 or a NULL fn,
  * EOVERFLOW if the range wraps around the address space, EEXIST if it
  * overlaps an area already registered, EDEADLK when called from inside a
- * fault handler, ENOMEM.  Each call copies the area table (O(areas)): meant
- * for tens or thousands of areas, not for one per object.
+ * fault handler, ENOMEM.  Each call copies one chunk of the area table and
+ * its index, then waits until no handler can still read the old ones.
  */
 MMK_API mmk_area *mmk_area_register(void *start, size_t len, mmk_fault_fn fn, void *ctx);
 

@@ -2,11 +2,15 @@
  * fault.c - the fault router: one SIGSEGV/SIGBUS handler for the process,
  * dispatching to per-range handlers.
  *
- * The area table is an immutable sorted array.  Writers (register,
- * unregister) build a new array under a mutex, publish it with one atomic
- * store and then wait for a grace period before freeing the old array and any
- * removed area: a handler that may still be reading the old array, or running
- * the removed area's callback, must be done first.
+ * The area table is immutable once published: a sorted index of chunks, each
+ * a sorted array of up to CHUNK_MAX areas (a two-level B-tree).  Writers
+ * (register, unregister) build a new index and one new chunk under a mutex,
+ * publish the index with one atomic store and then wait for a grace period
+ * before freeing the old index, the replaced chunk and any removed area: a
+ * handler that may still be reading them, or running the removed area's
+ * callback, must be done first.  A change copies O(areas / CHUNK_MAX +
+ * CHUNK_MAX) words, so registering thousands of areas stays cheap; a lookup
+ * is two binary searches.
  *
  * The grace period is a two-counter epoch scheme.  A reader (the signal
  * handler) reads the epoch E, increments active[E & 1], and re-reads the
@@ -44,12 +48,24 @@ struct entry {
     mmk_area *area;
 };
 
-struct table {
+#define CHUNK_MAX 64
+
+struct chunk {
     size_t n;
-    struct entry e[];
+    struct entry e[CHUNK_MAX];
 };
 
-static struct table empty_table = { 0 };
+struct slot {
+    uintptr_t start; /* the chunk's first area's start */
+    struct chunk *c;
+};
+
+struct table {
+    size_t nslots, nareas;
+    struct slot s[];
+};
+
+static struct table empty_table = { 0, 0 };
 static _Atomic(struct table *) cur_table = &empty_table;
 static atomic_ulong epoch;
 static atomic_long active[2];
@@ -66,20 +82,44 @@ static __thread size_t altstack_len __attribute__((tls_model("initial-exec")));
 
 /* ---- reading side (signal handler) -------------------------------------- */
 
-static const struct entry *lookup(const struct table *t, uintptr_t a)
+/* The number of slots of t starting at or before a (binary search). */
+static size_t slots_upto(const struct table *t, uintptr_t a)
 {
-    size_t lo = 0, hi = t->n;
+    size_t lo = 0, hi = t->nslots;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        const struct entry *e = &t->e[mid];
-        if (a < e->start)
-            hi = mid;
-        else if (a >= e->end)
+        if (t->s[mid].start <= a)
             lo = mid + 1;
         else
-            return e;
+            hi = mid;
     }
-    return NULL;
+    return lo;
+}
+
+/* The number of entries of c starting at or before a (binary search). */
+static size_t entries_upto(const struct chunk *c, uintptr_t a)
+{
+    size_t lo = 0, hi = c->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->e[mid].start <= a)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static const struct entry *lookup(const struct table *t, uintptr_t a)
+{
+    size_t k = slots_upto(t, a);
+    if (k == 0)
+        return NULL;
+    const struct chunk *c = t->s[k - 1].c;
+    size_t i = entries_upto(c, a);
+    if (i == 0 || a >= c->e[i - 1].end)
+        return NULL;
+    return &c->e[i - 1];
 }
 
 static int fault_is_write(int signo, void *uctx)
@@ -234,18 +274,40 @@ static void grace_period_locked(void)
     }
 }
 
-static struct table *table_alloc(size_t n)
+static struct table *table_alloc(size_t nslots, size_t nareas)
 {
-    struct table *t = malloc(sizeof *t + n * sizeof(struct entry));
-    if (t)
-        t->n = n;
+    struct table *t = malloc(sizeof *t + nslots * sizeof(struct slot));
+    if (t) {
+        t->nslots = nslots;
+        t->nareas = nareas;
+    }
     return t;
 }
 
-static void table_retire(struct table *t)
+/* Publish t, wait until no handler can see what it replaces, free that. */
+static void publish_locked(struct table *t, struct chunk *replaced)
 {
-    if (t != &empty_table)
-        free(t);
+    struct table *old = atomic_load(&cur_table);
+    atomic_store(&cur_table, t);
+    grace_period_locked();
+    if (old != &empty_table)
+        free(old);
+    free(replaced);
+}
+
+/* A new index: old's slots with slot k replaced by `with` (0, 1 or 2
+ * slots). */
+static struct table *table_splice(const struct table *old, size_t k, size_t replace,
+                                  const struct slot *with, size_t nwith, size_t nareas)
+{
+    size_t n = old->nslots - replace + nwith;
+    struct table *t = table_alloc(n, nareas);
+    if (!t)
+        return NULL;
+    memcpy(t->s, old->s, k * sizeof(struct slot));
+    memcpy(t->s + k, with, nwith * sizeof(struct slot));
+    memcpy(t->s + k + nwith, old->s + k + replace, (old->nslots - k - replace) * sizeof(struct slot));
+    return t;
 }
 
 mmk_area *mmk_area_register(void *start, size_t len, mmk_fault_fn fn, void *ctx)
@@ -264,52 +326,83 @@ mmk_area *mmk_area_register(void *start, size_t len, mmk_fault_fn fn, void *ctx)
         return NULL;
     }
     mmk_area *a = malloc(sizeof *a);
-    if (!a) {
-        errno = ENOMEM;
-        return NULL;
-    }
+    struct chunk *c1 = malloc(sizeof *c1), *c2 = malloc(sizeof *c2);
+    struct table *t = NULL;
+    int err = ENOMEM;
+    if (!a || !c1 || !c2)
+        goto fail;
     *a = (mmk_area){ .start = s, .end = s + len, .fn = fn, .ctx = ctx };
+    struct entry ent = { a->start, a->end, fn, ctx, a };
 
     pthread_mutex_lock(&writer_lock);
     int r = install_locked();
     if (r < 0) {
-        pthread_mutex_unlock(&writer_lock);
-        free(a);
-        errno = -r;
-        return NULL;
+        err = -r;
+        goto fail_locked;
     }
     struct table *old = atomic_load(&cur_table);
-    /* Find the insertion point; reject overlap with either neighbour. */
-    size_t lo = 0, hi = old->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (old->e[mid].start < a->start)
-            lo = mid + 1;
-        else
-            hi = mid;
+    /* The chunk that takes the area: the last one starting at or before it
+     * (the first one if it comes before everything). */
+    size_t k = slots_upto(old, s), i = 0;
+    if (k > 0)
+        k--;
+    struct chunk *c = old->nslots ? old->s[k].c : NULL;
+    if (c)
+        i = entries_upto(c, s);
+    /* Reject overlap with either neighbour, wherever it sits. */
+    const struct entry *prev = NULL, *next = NULL;
+    if (c && i > 0)
+        prev = &c->e[i - 1];
+    if (c && i < c->n)
+        next = &c->e[i];
+    else if (c && k + 1 < old->nslots)
+        next = &old->s[k + 1].c->e[0];
+    if ((prev && prev->end > s) || (next && next->start < a->end)) {
+        err = EEXIST;
+        goto fail_locked;
     }
-    if ((lo > 0 && old->e[lo - 1].end > a->start) ||
-        (lo < old->n && old->e[lo].start < a->end)) {
-        pthread_mutex_unlock(&writer_lock);
-        free(a);
-        errno = EEXIST;
-        return NULL;
+    struct slot with[2];
+    size_t nwith = 1;
+    if (!c) {
+        c1->n = 1;
+        c1->e[0] = ent;
+        with[0] = (struct slot){ s, c1 };
+        free(c2);
+        c2 = NULL;
+    } else {
+        struct entry merged[CHUNK_MAX + 1];
+        memcpy(merged, c->e, i * sizeof ent);
+        merged[i] = ent;
+        memcpy(merged + i + 1, c->e + i, (c->n - i) * sizeof ent);
+        size_t n = c->n + 1, first = n <= CHUNK_MAX ? n : n / 2;
+        c1->n = first;
+        memcpy(c1->e, merged, first * sizeof ent);
+        with[0] = (struct slot){ c1->e[0].start, c1 };
+        if (first < n) { /* full: split in two */
+            c2->n = n - first;
+            memcpy(c2->e, merged + first, c2->n * sizeof ent);
+            with[1] = (struct slot){ c2->e[0].start, c2 };
+            nwith = 2;
+        } else {
+            free(c2);
+            c2 = NULL;
+        }
     }
-    struct table *t = table_alloc(old->n + 1);
-    if (!t) {
-        pthread_mutex_unlock(&writer_lock);
-        free(a);
-        errno = ENOMEM;
-        return NULL;
-    }
-    memcpy(t->e, old->e, lo * sizeof(struct entry));
-    t->e[lo] = (struct entry){ a->start, a->end, fn, ctx, a };
-    memcpy(t->e + lo + 1, old->e + lo, (old->n - lo) * sizeof(struct entry));
-    atomic_store(&cur_table, t);
-    grace_period_locked();
-    table_retire(old);
+    t = table_splice(old, k, c ? 1 : 0, with, nwith, old->nareas + 1);
+    if (!t)
+        goto fail_locked;
+    publish_locked(t, c);
     pthread_mutex_unlock(&writer_lock);
     return a;
+
+fail_locked:
+    pthread_mutex_unlock(&writer_lock);
+fail:
+    free(a);
+    free(c1);
+    free(c2);
+    errno = err;
+    return NULL;
 }
 
 int mmk_area_unregister(mmk_area *area)
@@ -318,35 +411,54 @@ int mmk_area_unregister(mmk_area *area)
         return -EINVAL;
     if (in_handler)
         return -EDEADLK;
+    struct chunk *nc = malloc(sizeof *nc);
+    if (!nc)
+        return -ENOMEM;
     pthread_mutex_lock(&writer_lock);
     struct table *old = atomic_load(&cur_table);
-    size_t i = 0;
-    while (i < old->n && old->e[i].area != area)
-        i++; /* linear, but register/unregister are not the hot path */
-    if (i == old->n) {
+    /* Find it by pointer, without reading *area: it may not be ours. */
+    size_t k = 0, i = 0;
+    for (; k < old->nslots; k++) {
+        const struct chunk *c = old->s[k].c;
+        for (i = 0; i < c->n && c->e[i].area != area; i++)
+            ;
+        if (i < c->n)
+            break;
+    }
+    if (k == old->nslots) {
         pthread_mutex_unlock(&writer_lock);
+        free(nc);
         return -EINVAL;
     }
-    struct table *t = old->n == 1 ? &empty_table : table_alloc(old->n - 1);
+    struct chunk *c = old->s[k].c;
+    struct slot with = { 0, nc };
+    size_t nwith = 0;
+    if (c->n > 1) {
+        nc->n = c->n - 1;
+        memcpy(nc->e, c->e, i * sizeof(struct entry));
+        memcpy(nc->e + i, c->e + i + 1, (c->n - i - 1) * sizeof(struct entry));
+        with.start = nc->e[0].start;
+        nwith = 1;
+    }
+    struct table *t = old->nslots == 1 && nwith == 0 ? &empty_table
+                                                     : table_splice(old, k, 1, &with, nwith,
+                                                                    old->nareas - 1);
     if (!t) {
         pthread_mutex_unlock(&writer_lock);
+        free(nc);
         return -ENOMEM;
     }
-    if (t != &empty_table) {
-        memcpy(t->e, old->e, i * sizeof(struct entry));
-        memcpy(t->e + i, old->e + i + 1, (old->n - i - 1) * sizeof(struct entry));
-    }
-    atomic_store(&cur_table, t);
-    grace_period_locked();
-    table_retire(old);
+    publish_locked(t, c);
     pthread_mutex_unlock(&writer_lock);
+    if (nwith == 0)
+        free(nc);
     free(area);
     return 0;
 }
 
 size_t mmk_fault_area_count(void)
 {
-    return atomic_load(&cur_table)->n;
+    return atomic_load(&cur_table)->nareas;
 }
 
 /* ---- alternate signal stacks -------------------------------------------- */

@@ -618,3 +618,62 @@ Test(fault, four_threads_fault_while_a_fifth_churns_the_table, .init = setup, .t
     }
     cr_assert_eq(mmk_fault_area_count(), 0);
 }
+
+/* ---- a large table: overlap checks across chunks, removal in any order ------ */
+
+Test(fault, large_table_overlaps_and_removal_in_random_order, .init = setup, .timeout = 120)
+{
+    enum { N = 3000 };
+    char *mem = map_none(2 * N + 2);
+    static mmk_area *areas[N];
+    int order[N];
+    for (int i = 0; i < N; i++)
+        order[i] = i;
+    srand(7);
+    for (int i = N - 1; i > 0; i--) {
+        int j = rand() % (i + 1), t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+    for (int k = 0; k < N; k++) {
+        int i = order[k];
+        areas[i] = mmk_area_register(mem + (2 * (size_t)i + 1) * page, page, never_called, NULL);
+        cr_assert_not_null(areas[i]);
+    }
+    cr_assert_eq(mmk_fault_area_count(), N);
+    /* Every gap is free; anything reaching into a neighbour is refused. */
+    for (int i = 0; i < N; i += 7) {
+        char *gap = mem + 2 * (size_t)i * page;
+        errno = 0;
+        cr_assert_null(mmk_area_register(gap, 2 * page, never_called, NULL), "gap %d", i);
+        cr_assert_eq(errno, EEXIST);
+        if (i > 0) {
+            errno = 0;
+            cr_assert_null(mmk_area_register(gap - page / 2, page, never_called, NULL));
+            cr_assert_eq(errno, EEXIST);
+        }
+        mmk_area *g = mmk_area_register(gap, page, never_called, NULL);
+        cr_assert_not_null(g, "gap %d: %s", i, strerror(errno));
+        cr_assert_eq(mmk_area_unregister(g), 0);
+    }
+    cr_assert_eq(mmk_fault_area_count(), N);
+    /* Remove half in random order; the rest still dispatch. */
+    for (int k = 0; k < N; k += 2)
+        cr_assert_eq(mmk_area_unregister(areas[order[k]]), 0);
+    cr_assert_eq(mmk_fault_area_count(), N / 2);
+    cr_assert_eq(mmk_area_unregister(areas[order[0]]), -EINVAL, "removed twice");
+    for (int k = 1; k < N; k += 2 * 37) {
+        int i = order[k];
+        hits[0] = 0;
+        mmk_area *x = areas[i];
+        cr_assert_eq(mmk_area_unregister(x), 0);
+        areas[i] = mmk_area_register(mem + (2 * (size_t)i + 1) * page, page, record_and_open,
+                                     (void *)0);
+        cr_assert_not_null(areas[i]);
+        poke(mem + (2 * (size_t)i + 1) * page, 1);
+        cr_assert_eq(hits[0], 1, "area %d", i);
+    }
+    for (int k = 1; k < N; k += 2)
+        cr_assert_eq(mmk_area_unregister(areas[order[k]]), 0);
+    cr_assert_eq(mmk_fault_area_count(), 0);
+}
