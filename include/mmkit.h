@@ -96,8 +96,8 @@ MMK_API const char *mmk_strerror(int err);
  * straight to the previous handler, so a buggy handler cannot loop.
  *
  * Lookup is lock-free (a two-level sorted table, published atomically, two
- * binary searches): O(log areas).  Register and unregister are thread-safe and may run while
- * other threads fault.
+ * binary searches): O(log areas).  Register and unregister are thread-safe
+ * and may run while other threads fault.
  *
  * Stack overflow: a handler can only run on a thread whose stack has
  * overflowed if that thread has an alternate signal stack.  Call
