@@ -224,7 +224,8 @@ int mmk__sys_fcntl(int fd, int cmd, long arg)
     RESULT(r >= 0, r);
 }
 
-int mmk__sys_write_all(int fd, const void *buf, size_t len)
+/* Write all of buf, at off (off >= 0: pwrite) or at the file position. */
+static int write_fully(int fd, const void *buf, size_t len, off_t off)
 {
     int e = injected(INJ_WRITE);
     if (e)
@@ -232,7 +233,7 @@ int mmk__sys_write_all(int fd, const void *buf, size_t len)
     SAVE_ERRNO;
     const char *p = buf;
     while (len > 0) {
-        ssize_t n = write(fd, p, len);
+        ssize_t n = off >= 0 ? pwrite(fd, p, len, off) : write(fd, p, len);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -242,9 +243,21 @@ int mmk__sys_write_all(int fd, const void *buf, size_t len)
         }
         p += n;
         len -= (size_t)n;
+        if (off >= 0)
+            off += n;
     }
     errno = saved_errno_;
     return 0;
+}
+
+int mmk__sys_write_all(int fd, const void *buf, size_t len)
+{
+    return write_fully(fd, buf, len, -1);
+}
+
+int mmk__sys_pwrite_all(int fd, const void *buf, size_t len, off_t off)
+{
+    return off < 0 ? -EINVAL : write_fully(fd, buf, len, off);
 }
 
 /* ---- additions for arenas ------------------------------------------------ */
@@ -296,28 +309,4 @@ ssize_t mmk__sys_read(int fd, void *buf, size_t len)
         n = -errno;
     errno = saved_errno_;
     return n;
-}
-
-int mmk__sys_pwrite_all(int fd, const void *buf, size_t len, off_t off)
-{
-    int e = injected(INJ_WRITE);
-    if (e)
-        return e;
-    SAVE_ERRNO;
-    const char *p = buf;
-    while (len > 0) {
-        ssize_t n = pwrite(fd, p, len, off);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            int r = -errno;
-            errno = saved_errno_;
-            return r;
-        }
-        p += n;
-        off += n;
-        len -= (size_t)n;
-    }
-    errno = saved_errno_;
-    return 0;
 }
