@@ -108,8 +108,10 @@ static uint32_t copy_node(uint32_t n, unsigned level)
         else
             mmk__node_get(x);
     }
-    if (level == 1)
-        dst->twin = n;
+    if (level == 1) {
+        dst->twin = n & 0x7fffffffu;
+        dst->leaf = 1;
+    }
     src->ref--; /* > 0: it was shared */
     return c;
 }
@@ -123,6 +125,7 @@ uint32_t *mmk__pt_slot(uint32_t *root, unsigned levels, size_t page)
             n = mmk__node_alloc();
             if (!n)
                 return NULL;
+            mmk__pool.nodes[n].leaf = level == 1;
             *slot = n;
         } else if (mmk__pool.nodes[n].ref > 1) {
             n = copy_node(n, level);

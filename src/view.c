@@ -338,13 +338,16 @@ static int write_fault(struct mmk_region *v, size_t i)
         if (!slot)
             return -ENOMEM;
         unsigned idx = mmk__pt_leaf_index(i);
-        uint32_t twin = mmk__node(mmk__pt_leaf_of(slot))->twin;
-        struct mmk__node *t = twin ? mmk__node(twin) : NULL;
+        uint32_t leaf = mmk__pt_leaf_of(slot), twin = mmk__node(leaf)->twin;
+        /* The hint is checked: a live leaf that holds p at this index. */
+        struct mmk__node *t = twin && twin != leaf ? mmk__node(twin) : NULL;
+        if (t && !(t->ref > 0 && t->leaf))
+            t = NULL;
         /* The source page's contents: through this view's own mapping when
          * it has one (already faulted in), else through the pool window. */
         const char *src = v->state[i] != ST_NONE ? v->base + i * pg : mmk__pool_addr(p);
         uint32_t q;
-        if (t && t->ref > 0 && t->slot[idx] == p && mmk__pool.ref[p] == 2) {
+        if (t && t->slot[idx] == p && mmk__pool.ref[p] == 2) {
             /*
              * Copy before write.  The page's only other holder is the leaf
              * this one was copied from: give that leaf the copy and keep the

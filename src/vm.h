@@ -33,7 +33,9 @@
 
 struct mmk__node {
     uint32_t ref;
-    uint32_t twin; /* a leaf copied from another: that leaf (a hint only) */
+    uint32_t twin : 31; /* a leaf copied from another: that leaf (a hint
+                         * only: it may have changed or been freed since) */
+    uint32_t leaf : 1;  /* this node is a leaf (its slots are pool pages) */
     uint32_t slot[MMK__FANOUT];
 };
 
