@@ -428,18 +428,20 @@ int mmk__view_fault(const mmk_fault *f, void *ctx)
     }
     size_t i = (size_t)((char *)f->addr - v->base) / page_size();
     int st = v->state[i], r;
-    if (f->write == 1 || (f->write == -1 && st != ST_NONE))
+    if (st == ST_RW)
+        r = 0; /* writable already (another thread's fault did it) */
+    else if (f->write == 1 || (f->write == -1 && st != ST_NONE))
         r = write_fault(v, i);
     else if (st == ST_NONE)
         r = read_fault(v, i);
     else
-        r = -EFAULT; /* a read fault on a readable page: not ours */
+        r = 0; /* readable already: another thread's fault mapped it while
+                * this one waited for the lock; just retry */
     if (r == 0)
         note_recent(v);
     mmk__vm_unlock();
     if (r < 0) {
-        if (r != -EFAULT)
-            report_failure(f, v, r);
+        report_failure(f, v, r);
         return MMK_FAULT_PASS;
     }
     return MMK_FAULT_RETRY;

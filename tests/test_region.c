@@ -842,3 +842,65 @@ Test(region, readers_of_a_page_see_old_bytes_after_its_owner_writes, .init = set
     mmk_region_destroy(s2);
     mmk_region_destroy(r);
 }
+
+/* ---- readers of a snapshot, by pointer, while the live region is written ------------- */
+
+#define RW_PAGES 512
+static const volatile uint64_t *frozen_view;
+static atomic_int readers_stop;
+static atomic_long reads_done;
+
+static void *frozen_reader(void *arg)
+{
+    (void)arg;
+    long n = 0;
+    while (!atomic_load(&readers_stop)) {
+        for (size_t i = 0; i < RW_PAGES; i++) {
+            uint64_t v = frozen_view[i * (PG / 8)];
+            if (v != i + 1) {
+                fprintf(stderr, "snapshot page %zu reads %llu\n", i, (unsigned long long)v);
+                abort();
+            }
+        }
+        n++;
+    }
+    atomic_fetch_add(&reads_done, n);
+    return NULL;
+}
+
+static void *live_writer(void *arg)
+{
+    uint64_t *b = mmk_region_base(live);
+    int t = (int)(intptr_t)arg;
+    for (int round = 0; round < 20; round++)
+        for (size_t i = (size_t)t; i < RW_PAGES; i += 2)
+            b[i * (PG / 8)] = 1000000 + (uint64_t)round;
+    return NULL;
+}
+
+Test(region, snapshot_readers_never_see_live_writes, .init = setup, .timeout = 120)
+{
+    live = mmk_region_create(RW_PAGES * PG, 0);
+    uint64_t *b = mmk_region_base(live);
+    for (size_t i = 0; i < RW_PAGES; i++)
+        b[i * (PG / 8)] = i + 1;
+    mmk_region *s = mmk_region_snapshot(live, 0);
+    frozen_view = mmk_region_base(s);
+    pthread_t r[2], w[2];
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_create(&r[i], NULL, frozen_reader, NULL), 0);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(pthread_create(&w[i], NULL, live_writer, (void *)(intptr_t)i), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(w[i], NULL);
+    atomic_store(&readers_stop, 1);
+    for (int i = 0; i < 2; i++)
+        pthread_join(r[i], NULL);
+    cr_assert_gt(atomic_load(&reads_done), 0);
+    for (size_t i = 0; i < RW_PAGES; i++) {
+        cr_assert_eq(frozen_view[i * (PG / 8)], i + 1);
+        cr_assert_eq(b[i * (PG / 8)], 1000019);
+    }
+    mmk_region_destroy(s);
+    mmk_region_destroy(live);
+}
