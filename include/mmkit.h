@@ -362,15 +362,16 @@ MMK_API int mmk_ring_destroy(mmk_ring *r);
  * allocates the blocks (so a full disk shows up at growth time, not later);
  * where fallocate is unsupported and for anonymous arenas, with ftruncate(2)
  * under a lock that can never self-deadlock.  Growth from several threads
- * and from several processes that opened the same file is correct: a
- * process whose view is behind finds the file long enough and just retries.
+ * and from several processes that opened the same file (or that share an
+ * anonymous arena through fork()) is correct: a process whose view is
+ * behind finds the file long enough and just retries.
  *
  * Used size.  "Used" is max(allocation pointer, offset of the last non-zero
  * byte + 1).  The allocation pointer starts at the used size found at open
  * and advances with mmk_arena_alloc; plain stores anywhere count through the
- * last-non-zero rule, including stores to pages that never faulted.  Zero
- * bytes stored past both are indistinguishable from growth slack: allocate
- * them if they matter.
+ * last-non-zero rule, including stores to pages that never faulted, in
+ * anonymous arenas too.  Zero bytes stored past both are indistinguishable
+ * from growth slack: allocate them if they matter.
  *
  * Disk full (ENOSPC, EDQUOT, RLIMIT_FSIZE -> EFBIG): the explicit calls
  * (mmk_arena_reserve, mmk_arena_alloc) return the error and change nothing
@@ -409,7 +410,12 @@ enum {
  * reserve bytes of address space (rounded up to a page; the file may grow to
  * that).  path NULL makes an anonymous arena on a memfd (gone at close;
  * MMK_ARENA_RDONLY is refused).  An existing file keeps its bytes; the used
- * size is recovered (see mmk_arena_used).
+ * size is recovered (see mmk_arena_used).  A writable file whose size is not
+ * a page multiple is extended to the end of its last page (a store there
+ * cannot fault); close trims it back.  MMK_ARENA_TRUNC empties the file
+ * only once everything else succeeded, and only if no other handle has it
+ * open (EBUSY otherwise).  A failed open leaves the file as it was (a file
+ * it created is removed again) and SIGXFSZ as it was.
  *
  * Read-only arenas map the file PROT_READ: a store gets SIGSEGV as for any
  * read-only mapping, and a load past the end of the file gets SIGBUS as for
@@ -420,7 +426,9 @@ enum {
  * CREATE, TRUNC with RDONLY, or a path that is not a regular file; ENOMEM
  * for a reserve the address space cannot hold; EISDIR for a directory;
  * ELOOP for a symbolic link with MMK_ARENA_NOFOLLOW; EFBIG for a file larger
- * than reserve; anything open(2), mmap(2) or mmk_area_register report
+ * than reserve (without TRUNC); EBUSY for TRUNC while another handle has
+ * the file open; ENOSPC, EDQUOT, EFBIG if the last page cannot be
+ * completed; anything open(2), mmap(2) or mmk_area_register report
  * (ENOENT, EEXIST, EACCES, ...).
  */
 MMK_API mmk_arena *mmk_arena_open(const char *path, size_t reserve, unsigned flags);
@@ -428,8 +436,10 @@ MMK_API mmk_arena *mmk_arena_open(const char *path, size_t reserve, unsigned fla
 /*
  * Close the arena: for a writable file arena, trim the file to the used size
  * (never cutting off a byte the program wrote; skipped while another handle,
- * in this or another process, still has the file open), record the used
- * size (extended attribute user.mmkit.used) and fsync.  Then unmap and free.
+ * in this or another process, still has the file open, and for a file
+ * longer than this handle's reservation), record the used size (extended
+ * attribute user.mmkit.used; never lower than what another handle recorded
+ * there) and fsync.  Then unmap and free.
  * The handle is gone even on error; the error is the first of ftruncate /
  * fsync (-EIO, ...).  -EINVAL for NULL.
  */
@@ -448,7 +458,8 @@ MMK_API size_t mmk_arena_size(const mmk_arena *a);
  * (holes are skipped).  After close and reopen it is the same value; after a
  * crash it is max(pointer recorded by the last mmk_arena_sync, last non-zero
  * byte + 1).  A file that mmkit did not write (no user.mmkit.used attribute,
- * or a filesystem without user xattrs) counts as used up to its end.
+ * or a filesystem without user xattrs) counts as used up to its end, and so
+ * does a file longer than this handle's reservation.
  */
 MMK_API size_t mmk_arena_used(const mmk_arena *a);
 

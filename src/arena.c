@@ -23,8 +23,10 @@
  * Where fallocate is missing (EOPNOTSUPP), and for anonymous arenas (on a
  * memfd, fallocate would allocate RAM for the slack), growth falls back to
  * ftruncate, serialized so that it only ever grows: a spin lock in the arena
- * for the threads of this process, and an OFD lock on the file for other
- * processes.  The spin lock is taken with every signal blocked and nothing
+ * for the threads of this process, and a lock on the file for other
+ * processes (an OFD lock on a file, whose other handles have open file
+ * descriptions of their own; a classic record lock on a memfd, which only
+ * fork() shares, through one open file description).  The spin lock is taken with every signal blocked and nothing
  * under it touches the arena, so the thread holding it can never be
  * re-entered by a fault handler that wants it: it cannot self-deadlock.
  *
@@ -35,7 +37,7 @@
  *     max(allocation pointer, offset of the last non-zero byte + 1)
  *
  * where the allocation pointer starts at the used size found at open and
- * advances with mmk_arena_alloc.  The last non-zero byte is found by scanning
+ * advances with mmk_arena_alloc (anonymous arenas included).  The last non-zero byte is found by scanning
  * backwards from the end of the file, skipping holes with SEEK_DATA and
  * SEEK_HOLE (the growth slack of a fallocated file reads as holes on ext4
  * and xfs until written).  Zero bytes stored past both are indistinguishable
@@ -43,7 +45,10 @@
  *
  * Reopen.  Close trims the file to the used size and records that size in
  * the extended attribute user.mmkit.used; sync records the allocation
- * pointer there too.  Open takes max(recorded size, last non-zero byte), so
+ * pointer there too, both as max(what is recorded, ours), so that no handle
+ * lowers what another synced.  Close trims to the byte, so a file may end
+ * inside a page, where a store past the end does not fault and would never
+ * reach the file: opening a writable file extends it to the page boundary.  Open takes max(recorded size, last non-zero byte), so
  * trailing zeros that were allocated survive a close, and after a crash the
  * slack the dead process left behind is recognised.  A file without the
  * attribute (not written by mmkit, or on a filesystem without user xattrs)
@@ -52,7 +57,9 @@
  * Several processes.  Each handle holds a shared flock on the file.  Close
  * trims only if it can upgrade to an exclusive lock, that is, when no other
  * handle has the file open: a trim must never pull pages from under another
- * process.
+ * process.  MMK_ARENA_TRUNC follows the same rule (EBUSY otherwise), and
+ * happens only once nothing else in mmk_arena_open can fail.  A handle never
+ * trims a file longer than its reservation: it cannot see the bytes there.
  */
 #include "mmkit.h"
 #include "sys.h"
@@ -92,13 +99,31 @@ struct mmk_arena {
     atomic_int truncate_growth; /* fallocate unsupported: serialized ftruncate */
     atomic_flag grow_lock;
     atomic_size_t faults, grows;
+    unsigned long gen;      /* distinguishes this open from earlier ones */
     char name[NAME_LEN];
 };
 
-/* The page this thread last faulted on and how often in a row (see
- * arena_fault: a page that keeps faulting in a long-enough file). */
-static __thread uintptr_t fault_page __attribute__((tls_model("initial-exec")));
-static __thread unsigned fault_repeats __attribute__((tls_model("initial-exec")));
+/*
+ * The last fault this thread handled without growing the file (see
+ * arena_fault: a page that keeps faulting in a long-enough file).  Keyed by
+ * the arena and its open generation (a handle freed and another opened at
+ * the same address, with the same base, is a different key), the page and
+ * the file size seen; forgotten whenever the handler grows the file.
+ */
+struct fault_memo {
+    const struct mmk_arena *arena;
+    unsigned long gen;
+    uintptr_t page;
+    size_t size;
+    unsigned repeats;
+};
+static __thread struct fault_memo fault_memo __attribute__((tls_model("initial-exec")));
+
+/* Faults of one page in a file already long enough, each after allocating
+ * the page succeeded, before the page is declared unbackable (EIO). */
+#define STUCK_LIMIT 8
+
+static atomic_ulong open_generation;
 
 static size_t page_up(size_t n, size_t page)
 {
@@ -139,21 +164,25 @@ static int extend_by_truncate(mmk_arena *a, size_t to)
     mmk__sys_sigmask(SIG_BLOCK, &all, &old);
     while (atomic_flag_test_and_set_explicit(&a->grow_lock, memory_order_acquire))
         sched_yield();
+    /* A file's other handles have open file descriptions of their own: an
+     * OFD lock excludes them.  A memfd is only ever shared by fork(), that
+     * is through one open file description, which an OFD lock cannot split:
+     * there a classic per-process record lock excludes the other processes
+     * (the spin lock already excludes this one's threads). */
     struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET, .l_start = 0, .l_len = 1 };
-    int locked = 0, r;
-    if (!a->anon) {
-        do
-            r = mmk__sys_fcntl(a->fd, F_OFD_SETLKW, (long)(uintptr_t)&fl);
-        while (r == -EINTR);
-        locked = r == 0; /* no OFD locks (old NFS): serialize this process only */
-    }
+    int setlkw = a->anon ? F_SETLKW : F_OFD_SETLKW, setlk = a->anon ? F_SETLK : F_OFD_SETLK;
+    int locked, r;
+    do
+        r = mmk__sys_fcntl(a->fd, setlkw, (long)(uintptr_t)&fl);
+    while (r == -EINTR);
+    locked = r == 0; /* no OFD locks (old NFS): serialize this process only */
     size_t cur;
     r = file_size(a, &cur);
     if (r == 0 && cur < to)
         r = mmk__sys_ftruncate(a->fd, (off_t)to);
     if (locked) {
         fl.l_type = F_UNLCK;
-        mmk__sys_fcntl(a->fd, F_OFD_SETLK, (long)(uintptr_t)&fl);
+        mmk__sys_fcntl(a->fd, setlk, (long)(uintptr_t)&fl);
     }
     atomic_flag_clear_explicit(&a->grow_lock, memory_order_release);
     mmk__sys_sigmask(SIG_SETMASK, &old, NULL);
@@ -295,33 +324,37 @@ static int arena_fault(const mmk_fault *f, void *ctx)
     size_t need = off + a->page;
     atomic_fetch_add_explicit(&a->faults, 1, memory_order_relaxed);
 
-    if (page == fault_page) {
-        fault_repeats++;
-    } else {
-        fault_page = page;
-        fault_repeats = 0;
-    }
     size_t cur;
     int r = file_size(a, &cur);
     if (r < 0)
         return die_unbacked(a, off, r);
+    struct fault_memo *m = &fault_memo;
     if (cur >= need) {
         /*
-         * Long enough already.  The first time, another thread or process
-         * grew the file after our access: retry.  If the same page faults
-         * again, the filesystem could not back it (a hole on a full disk, an
-         * I/O error): allocating the page explicitly tells us why.
+         * Long enough already.  Normally another thread or process grew the
+         * file after our access: retry.  Only if this very page faults again
+         * with nothing changed (same arena, same open, same file size) could
+         * the filesystem not back it (a hole on a full disk, an I/O error):
+         * allocating the page explicitly says why.  If that succeeds and the
+         * page still faults STUCK_LIMIT times, give up with EIO rather than
+         * loop forever.
          */
-        if (fault_repeats == 0)
+        if (m->arena != a || m->gen != a->gen || m->page != page || m->size != cur) {
+            m->arena = a;
+            m->gen = a->gen;
+            m->page = page;
+            m->size = cur;
+            m->repeats = 0;
             return MMK_FAULT_RETRY;
-        if (fault_repeats == 1) {
-            r = mmk__sys_fallocate(a->fd, 0, (off_t)off, (off_t)a->page);
-            if (r == 0 || r == -EOPNOTSUPP)
-                return MMK_FAULT_RETRY;
-            return die_unbacked(a, off, r);
         }
+        r = mmk__sys_fallocate(a->fd, 0, (off_t)off, (off_t)a->page);
+        if (r < 0 && r != -EOPNOTSUPP && r != -ENOSYS)
+            return die_unbacked(a, off, r);
+        if (++m->repeats < STUCK_LIMIT)
+            return MMK_FAULT_RETRY;
         return die_unbacked(a, off, -EIO);
     }
+    m->arena = NULL; /* this fault grows the file: forget the last one */
     r = extend(a, cur, growth_target(a, cur, need));
     if (r < 0 && (r = grow(a, need, 0)) < 0)
         return die_unbacked(a, off, r);
@@ -394,43 +427,105 @@ static size_t last_nonzero(mmk_arena *a, size_t from, size_t to)
     return from;
 }
 
-static size_t compute_used(mmk_arena *a)
+/*
+ * The used size as far as this handle can see: up to the end of the file or
+ * of the reservation, whichever comes first.  *beyond tells whether the file
+ * goes on past the reservation (grown by a handle with a larger one): what
+ * lies there cannot be scanned.
+ */
+static size_t used_in_view(mmk_arena *a, int *beyond)
 {
     size_t bump = atomic_load(&a->bump), size;
-    if (a->anon || file_size(a, &size) < 0)
+    *beyond = 0;
+    if (file_size(a, &size) < 0)
         return bump;
-    if (size > a->reserve)
+    if (size > a->reserve) {
+        *beyond = 1;
         size = a->reserve;
+    }
     return size > bump ? last_nonzero(a, bump, size) : bump;
 }
 
-static void record_used(mmk_arena *a, size_t used)
+static size_t compute_used(mmk_arena *a)
 {
+    int beyond;
+    size_t used = used_in_view(a, &beyond), size;
+    /* Past the reservation, all of the file counts. */
+    if (beyond && file_size(a, &size) == 0 && size > used)
+        used = size;
+    return used;
+}
+
+/* The used size recorded in the xattr, or SIZE_MAX if none can be read. */
+static size_t recorded_used(mmk_arena *a)
+{
+    char buf[24];
+    int n = mmk__sys_fgetxattr(a->fd, XATTR_USED, buf, sizeof buf - 1);
+    if (n <= 0)
+        return SIZE_MAX;
+    size_t rec = 0;
+    for (int i = 0; i < n; i++) {
+        if (buf[i] < '0' || buf[i] > '9' || rec > (SIZE_MAX - 9) / 10)
+            return SIZE_MAX;
+        rec = rec * 10 + (size_t)(buf[i] - '0');
+    }
+    return rec;
+}
+
+/*
+ * Lock out the other handles' record_used(.., 1) (an OFD lock on byte 1;
+ * growth uses byte 0).  Best effort: without OFD locks two handles recording
+ * at the same instant may lose the larger value.
+ */
+static int lock_record(mmk_arena *a, short type)
+{
+    struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1 };
+    int r;
+    do
+        r = mmk__sys_fcntl(a->fd, type == F_UNLCK ? F_OFD_SETLK : F_OFD_SETLKW,
+                           (long)(uintptr_t)&fl);
+    while (r == -EINTR);
+    return r;
+}
+
+/*
+ * Record used in the xattr; with merge, record max(used, what is recorded
+ * now), so that one handle never lowers what another synced (the recorded
+ * value is trusted up to the file size only: a file truncated by another
+ * tool may keep a stale attribute).  Returns the value recorded.
+ */
+static size_t record_used(mmk_arena *a, size_t used, int merge)
+{
+    int locked = merge && lock_record(a, F_WRLCK) == 0;
+    if (merge) {
+        size_t rec = recorded_used(a), size;
+        if (rec != SIZE_MAX && file_size(a, &size) == 0) {
+            if (rec > size)
+                rec = size;
+            if (rec > used)
+                used = rec;
+        }
+    }
     char buf[24];
     int n = 0;
     char d[24];
     int i = 0;
+    size_t v = used;
     do
-        d[i++] = (char)('0' + used % 10);
-    while ((used /= 10) != 0);
+        d[i++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
     while (i > 0)
         buf[n++] = d[--i];
     mmk__sys_fsetxattr(a->fd, XATTR_USED, buf, (size_t)n, 0); /* best effort */
+    if (locked)
+        lock_record(a, F_UNLCK);
+    return used;
 }
 
 /* The used size of a file being opened (see the comment at the top). */
 static size_t recover_used(mmk_arena *a, size_t size)
 {
-    char buf[24];
-    int n = mmk__sys_fgetxattr(a->fd, XATTR_USED, buf, sizeof buf - 1);
-    if (n <= 0)
-        return size;
-    size_t rec = 0;
-    for (int i = 0; i < n; i++) {
-        if (buf[i] < '0' || buf[i] > '9' || rec > (SIZE_MAX - 9) / 10)
-            return size;
-        rec = rec * 10 + (size_t)(buf[i] - '0');
-    }
+    size_t rec = recorded_used(a);
     if (rec >= size)
         return size;
     return last_nonzero(a, rec, size);
@@ -438,64 +533,136 @@ static size_t recover_used(mmk_arena *a, size_t size)
 
 /* ---- public calls ----------------------------------------------------------- */
 
-static void ignore_sigxfsz(void)
+/*
+ * Growing past RLIMIT_FSIZE raises SIGXFSZ, whose default action kills.
+ * Ignored, the call fails with EFBIG instead, which we can report.  A
+ * handler the program installed is left alone (the call still fails with
+ * EFBIG after it returns).  Returns 1 if it changed the action.
+ */
+static int ignore_sigxfsz(void)
 {
-    /* Growing past RLIMIT_FSIZE raises SIGXFSZ, whose default action kills.
-     * Ignored, the call fails with EFBIG instead, which we can report.  A
-     * handler the program installed is left alone (the call still fails
-     * with EFBIG after it returns). */
     struct sigaction old, ign;
     if (mmk__sys_sigaction(SIGXFSZ, NULL, &old) < 0 || old.sa_handler != SIG_DFL ||
         (old.sa_flags & SA_SIGINFO))
-        return;
+        return 0;
     memset(&ign, 0, sizeof ign);
     ign.sa_handler = SIG_IGN;
     sigemptyset(&ign.sa_mask);
-    mmk__sys_sigaction(SIGXFSZ, &ign, NULL);
+    return mmk__sys_sigaction(SIGXFSZ, &ign, NULL) == 0;
 }
 
-static mmk_arena *fail(mmk_arena *a, int err)
+/* Undo ignore_sigxfsz, unless someone changed the action since. */
+static void restore_sigxfsz(void)
+{
+    struct sigaction old, dfl;
+    if (mmk__sys_sigaction(SIGXFSZ, NULL, &old) < 0 || old.sa_handler != SIG_IGN ||
+        (old.sa_flags & SA_SIGINFO))
+        return;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    mmk__sys_sigaction(SIGXFSZ, &dfl, NULL);
+}
+
+/* What a failing mmk_arena_open has done so far and must undo. */
+struct opening {
+    const char *created;    /* the path of a file this call created */
+    int sigxfsz;            /* ignore_sigxfsz changed SIGXFSZ */
+};
+
+static mmk_arena *fail(mmk_arena *a, const struct opening *o, int err)
 {
     if (a) {
+        if (a->area)
+            mmk_area_unregister(a->area);
         if (a->base)
             mmk__sys_munmap(a->base, a->reserve);
+        /* A file this call created goes again, unless another handle has
+         * opened it meanwhile (it may be writing into it). */
+        if (o && o->created && mmk__sys_flock(a->fd, LOCK_EX | LOCK_NB) != -EWOULDBLOCK)
+            mmk__sys_unlink(o->created);
         if (a->fd >= 0)
             mmk__sys_close(a->fd);
         free(a);
     }
+    if (o && o->sigxfsz)
+        restore_sigxfsz();
     errno = err < 0 ? -err : err;
     return NULL;
+}
+
+/*
+ * open(2) the arena's file without O_TRUNC (a failed mmk_arena_open must
+ * not have changed it), telling whether this call created it: an existing
+ * file is opened without O_CREAT, a missing one created with O_EXCL.
+ */
+static int open_file(const char *path, unsigned flags, int writable, int *created)
+{
+    int of = (writable ? O_RDWR : O_RDONLY) | O_NONBLOCK;
+    of |= flags & MMK_ARENA_NOFOLLOW ? O_NOFOLLOW : 0;
+    *created = 0;
+    if (!(flags & MMK_ARENA_CREATE))
+        return mmk__sys_open(path, of, 0666);
+    if (flags & MMK_ARENA_EXCL) {
+        int fd = mmk__sys_open(path, of | O_CREAT | O_EXCL, 0666);
+        *created = fd >= 0;
+        return fd;
+    }
+    for (int tries = 0; tries < 4; tries++) {
+        int fd = mmk__sys_open(path, of, 0666);
+        if (fd != -ENOENT)
+            return fd;
+        fd = mmk__sys_open(path, of | O_CREAT | O_EXCL, 0666);
+        if (fd != -EEXIST) {
+            *created = fd >= 0;
+            return fd;
+        }
+        /* Created by someone else meanwhile, or a dangling symbolic link
+         * (O_EXCL does not follow it): look again. */
+    }
+    return mmk__sys_open(path, of | O_CREAT, 0666); /* the dangling link's target */
 }
 
 mmk_arena *mmk_arena_open(const char *path, size_t reserve, unsigned flags)
 {
     size_t page = mmk__page_size();
     if ((flags & ~(unsigned)ARENA_FLAGS) || reserve == 0)
-        return fail(NULL, EINVAL);
+        return fail(NULL, NULL, EINVAL);
     if (!path && (flags & MMK_ARENA_RDONLY))
-        return fail(NULL, EINVAL); /* an empty anonymous file, read-only */
+        return fail(NULL, NULL, EINVAL); /* an empty anonymous file, read-only */
     if ((flags & MMK_ARENA_EXCL) && !(flags & MMK_ARENA_CREATE))
-        return fail(NULL, EINVAL);
+        return fail(NULL, NULL, EINVAL);
     if ((flags & MMK_ARENA_TRUNC) && (flags & MMK_ARENA_RDONLY))
-        return fail(NULL, EINVAL);
+        return fail(NULL, NULL, EINVAL);
     if (reserve > (size_t)PTRDIFF_MAX - page || reserve > (size_t)INT64_MAX - page)
-        return fail(NULL, ENOMEM); /* more than the address space holds */
+        return fail(NULL, NULL, ENOMEM); /* more than the address space holds */
     reserve = page_up(reserve, page);
 
     mmk_arena *a = calloc(1, sizeof *a);
     if (!a)
-        return fail(NULL, ENOMEM);
+        return fail(NULL, NULL, ENOMEM);
+    struct opening o = { .created = NULL, .sigxfsz = 0 };
     a->fd = -1;
     a->flags = flags;
     a->reserve = reserve;
     a->page = page;
     a->anon = path == NULL;
+    a->gen = atomic_fetch_add(&open_generation, 1) + 1;
     atomic_init(&a->min_chunk, DEFAULT_MIN_CHUNK);
     atomic_init(&a->max_chunk, DEFAULT_MAX_CHUNK);
     atomic_flag_clear(&a->grow_lock);
     int writable = !(flags & MMK_ARENA_RDONLY);
+    int trunc = (flags & MMK_ARENA_TRUNC) != 0;
 
-    int r;
+    /* The address space first: the likeliest failure (ENOMEM) must come
+     * before the file is touched. */
+    void *base;
+    int r = mmk__sys_mmap(&base, NULL, reserve, PROT_NONE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r < 0)
+        return fail(a, &o, r);
+    a->base = base;
+
     if (path) {
         size_t len = strlen(path);
         if (len >= NAME_LEN) {
@@ -504,48 +671,71 @@ mmk_arena *mmk_arena_open(const char *path, size_t reserve, unsigned flags)
         } else {
             memcpy(a->name, path, len);
         }
-        int of = (writable ? O_RDWR : O_RDONLY) | O_NONBLOCK;
-        of |= flags & MMK_ARENA_CREATE ? O_CREAT : 0;
-        of |= flags & MMK_ARENA_EXCL ? O_EXCL : 0;
-        of |= flags & MMK_ARENA_TRUNC ? O_TRUNC : 0;
-        of |= flags & MMK_ARENA_NOFOLLOW ? O_NOFOLLOW : 0;
-        r = mmk__sys_open(path, of, 0666);
+        int created;
+        r = open_file(path, flags, writable, &created);
+        if (created)
+            o.created = path;
     } else {
         strcpy(a->name, "(anonymous)");
         r = mmk__sys_memfd("mmkit-arena", 0);
     }
     if (r < 0)
-        return fail(a, r);
+        return fail(a, &o, r);
     a->fd = r;
 
     struct stat st;
     if ((r = mmk__sys_fstat(a->fd, &st)) < 0)
-        return fail(a, r);
+        return fail(a, &o, r);
     if (S_ISDIR(st.st_mode))
-        return fail(a, EISDIR);
+        return fail(a, &o, EISDIR);
     if (!S_ISREG(st.st_mode))
-        return fail(a, EINVAL);
-    if ((size_t)st.st_size > reserve)
-        return fail(a, EFBIG); /* the file is larger than the reservation */
-    if (path)
-        mmk__sys_flock(a->fd, LOCK_SH); /* see mmk_arena_close; best effort */
+        return fail(a, &o, EINVAL);
+    if ((size_t)st.st_size > reserve && !trunc)
+        return fail(a, &o, EFBIG); /* the file is larger than the reservation */
+    if (path) {
+        /* A shared flock per handle, see mmk_arena_close.  TRUNC empties the
+         * file, so it needs the exclusive lock close needs to trim: it must
+         * not pull pages from under another handle. */
+        r = mmk__sys_flock(a->fd, trunc ? LOCK_EX | LOCK_NB : LOCK_SH);
+        if (r == -EWOULDBLOCK)
+            return fail(a, &o, EBUSY);
+        /* other errors (no flock on this filesystem): best effort */
+    }
 
-    void *base;
     int prot = PROT_READ | (writable ? PROT_WRITE : 0);
-    r = mmk__sys_mmap(&base, NULL, reserve, prot, MAP_SHARED | MAP_NORESERVE, a->fd, 0);
+    r = mmk__sys_mmap(&base, a->base, reserve, prot, MAP_SHARED | MAP_NORESERVE | MAP_FIXED,
+                      a->fd, 0);
     if (r < 0)
-        return fail(a, r);
-    a->base = base;
-    atomic_init(&a->size, (size_t)st.st_size);
-    atomic_init(&a->bump, path ? recover_used(a, (size_t)st.st_size) : 0);
+        return fail(a, &o, r);
+    size_t size = (size_t)st.st_size;
+    atomic_init(&a->size, size > reserve ? reserve : size);
+    if (path && !trunc)
+        atomic_init(&a->bump, recover_used(a, size));
 
-    if (writable)
-        ignore_sigxfsz();
     a->area = mmk_area_register(a->base, reserve, arena_fault, a);
     if (!a->area)
-        return fail(a, errno);
-    if (path && writable)
-        record_used(a, atomic_load(&a->bump));
+        return fail(a, &o, errno);
+    if (writable)
+        o.sigxfsz = ignore_sigxfsz();
+
+    if (path && writable) {
+        if (trunc) {
+            if (size > 0 && (r = mmk__sys_ftruncate(a->fd, 0)) < 0)
+                return fail(a, &o, r);
+            atomic_store(&a->size, 0);
+            record_used(a, 0, 0);
+            mmk__sys_flock(a->fd, LOCK_SH);
+        } else {
+            /*
+             * A file that ends inside a page (close trims to the byte) gets
+             * the rest of that page: a store past the end of the file but in
+             * its last page does not fault, and would never reach the file.
+             */
+            if (size % page && (r = extend(a, size, page_up(size, page))) < 0)
+                return fail(a, &o, r);
+            record_used(a, atomic_load(&a->bump), 1);
+        }
+    }
     return a;
 }
 
@@ -555,12 +745,15 @@ int mmk_arena_close(mmk_arena *a)
         return -EINVAL;
     int r = 0;
     if (!a->anon && !(a->flags & MMK_ARENA_RDONLY)) {
-        size_t used = compute_used(a), size;
-        /* Trim only when no other handle has the file open. */
-        int lk = mmk__sys_flock(a->fd, LOCK_EX | LOCK_NB);
-        if (lk != -EWOULDBLOCK && file_size(a, &size) == 0 && size > used)
+        /* Trim only when no other handle has the file open; the used size is
+         * measured after that is known, so that no other handle can write
+         * past it before the trim. */
+        int lk = mmk__sys_flock(a->fd, LOCK_EX | LOCK_NB), beyond;
+        size_t size, used = record_used(a, used_in_view(a, &beyond), 1);
+        /* A file longer than our reservation holds bytes we cannot see: it
+         * is never trimmed (the next handle that sees it all will). */
+        if (lk != -EWOULDBLOCK && !beyond && file_size(a, &size) == 0 && size > used)
             r = mmk__sys_ftruncate(a->fd, (off_t)used);
-        record_used(a, used);
         int s = mmk__sys_fsync(a->fd);
         if (r == 0)
             r = s;
@@ -656,7 +849,7 @@ int mmk_arena_sync(mmk_arena *a)
         return -EINVAL;
     if (a->anon || (a->flags & MMK_ARENA_RDONLY))
         return 0;
-    record_used(a, atomic_load(&a->bump));
+    record_used(a, atomic_load(&a->bump), 1);
     /* fsync writes back the pages dirtied through the mapping too, and makes
      * the xattr durable with them. */
     return mmk__sys_fsync(a->fd);

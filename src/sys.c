@@ -298,6 +298,12 @@ int mmk__sys_fsetxattr(int fd, const char *name, const void *buf, size_t len, in
     RESULT(fsetxattr(fd, name, buf, len, flags) == 0, 0);
 }
 
+int mmk__sys_unlink(const char *path)
+{
+    SAVE_ERRNO;
+    RESULT(unlink(path) == 0, 0);
+}
+
 ssize_t mmk__sys_read(int fd, void *buf, size_t len)
 {
     SAVE_ERRNO;

@@ -75,6 +75,8 @@ int mmk__sys_flock(int fd, int op);
 int mmk__sys_fgetxattr(int fd, const char *name, void *buf, size_t len);
 /* fsetxattr(2). */
 int mmk__sys_fsetxattr(int fd, const char *name, const void *buf, size_t len, int flags);
+/* unlink(2): a file a failed mmk_arena_open created. */
+int mmk__sys_unlink(const char *path);
 
 /* ---- additions for regions (src/region.c) -------------------------------- */
 
