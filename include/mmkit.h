@@ -272,8 +272,10 @@ MMK_API int mmk_mirror_fd(const mmk_mirror *m);
  * mirror works on its own duplicate of fd: the caller keeps fd and closes it
  * when it likes.  Errors (NULL + errno, nothing left mapped or open): EINVAL
  * for an unknown flag or a size that is 0 or not page-aligned, EBADF, ENOMEM,
- * EACCES for a descriptor not open read-write, any errno of fstat, fcntl or
- * mmap.
+ * EACCES for a descriptor not open read-write or sealed against writing
+ * (F_SEAL_WRITE, F_SEAL_FUTURE_WRITE; checked in every mode, so a guarded
+ * mirror never opens only to fail every begin_write), any errno of fstat,
+ * fcntl or mmap.
  */
 MMK_API mmk_mirror *mmk_mirror_open_fd(int fd, unsigned flags);
 

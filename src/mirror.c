@@ -42,6 +42,10 @@
 #include <sys/mman.h>
 #include <ucontext.h>
 
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010 /* Linux 5.1; older headers lack it */
+#endif
+
 struct mmk_mirror {
     char *rw;            /* read-write view; the reservation starts here */
     char *ro;            /* read-only view, rw + size */
@@ -51,6 +55,8 @@ struct mmk_mirror {
     mmk_area *area;      /* covers [rw, rw + 2 * size) */
     pthread_mutex_t lock;
     atomic_uintptr_t owner; /* tag of the thread in the window, 0 if none */
+    atomic_ulong transitions; /* guard mode: windows opened + closed; see
+                                 watch_close_slot */
     unsigned depth;      /* nesting of the owner's window; owner-only */
     atomic_uint policy;
     _Atomic(mmk_fault_fn) cb;
@@ -184,9 +190,69 @@ static int resting_prot(const mmk_mirror *m, const char *page)
     return PROT_NONE;
 }
 
+/*
+ * Give a page its resting protection back after a watched instruction.
+ *
+ * For a page of a guarded read-write view the resting protection depends on
+ * whether a window is open, and a window can open or close (in another
+ * thread) between our reading `owner` and our mprotect.  Applied blindly, a
+ * stale "window open" would leave the page read-write after the window has
+ * closed.  So window transitions and this function follow a protocol:
+ *
+ *   a transition (begin_write, end_write; serialised by m->lock):
+ *     T1. store the new owner;
+ *     T2. increment m->transitions (release);
+ *     T3. mprotect the whole view to the new state.
+ *   closing a watched page, here:
+ *     W1. g = transitions (acquire);
+ *     W2. read owner, choose the protection;
+ *     W3. mprotect the page;
+ *     W4. if transitions != g, start again at W1.
+ *
+ * Claim: once W4 reads the same count as W1, the page's protection matches
+ * the state of the latest transition, or a transition whose T3 is still to
+ * come will set it.  Take any transition X:
+ *   (a) W1 reads X's increment or a later one.  T1 is sequenced before T2
+ *       and W1 acquires what T2 released, so X's owner store happens-before
+ *       W2: W2 sees X's state, or that of a transition after X.
+ *   (b) W1 does not read X's increment but W4 does: we start again.
+ *   (c) W4 does not read X's increment.  Then X's T3 took the mm's mmap
+ *       lock (mprotect holds it for writing) after our W3 did: had it taken
+ *       it before, W3 would have synchronised with it, X's T2 would
+ *       happen-before W4, and W4 would see the increment.  X's T3 therefore
+ *       overwrites what W3 wrote, with X's own state.
+ * On return every transition is (a) or (c).  If W2 saw the state of the
+ * last (a) transition, W3 applied it and only (c) transitions follow, each
+ * rewriting the page with its own state in order (transitions are
+ * serialised by m->lock).  If W2 saw the owner of a (c) transition, its T3
+ * rewrites the page anyway.  Either way the last protection applied is that
+ * of the last transition: a closed window stays closed.
+ *
+ * Only atomics and mprotect: async-signal-safe.  A retry needs a whole
+ * transition to land inside one mprotect of ours; the loop is bounded all
+ * the same (a thread cycling windows flat out must not hold a signal
+ * handler hostage), and when it gives up it chooses PROT_NONE, which never
+ * leaves the view open: if a window is open after all, its owner's next
+ * access faults once and mirror_fault opens the page again.  (A system call
+ * of the owner's that reads or writes that page meanwhile would get EFAULT;
+ * that needs a stray access, watch mode and an adversarial schedule.)
+ */
 static void watch_close_slot(struct watch_slot *s)
 {
-    mmk__sys_mprotect(s->page, mmk__page_size(), resting_prot(s->m, s->page));
+    mmk_mirror *m = s->m;
+    size_t pg = mmk__page_size();
+    if (s->page >= m->ro || !(m->flags & MMK_MIRROR_GUARD)) {
+        /* Fixed resting protection: no window changes it. */
+        mmk__sys_mprotect(s->page, pg, resting_prot(m, s->page));
+        return;
+    }
+    for (int tries = 0; tries < 16; tries++) {
+        unsigned long g = atomic_load_explicit(&m->transitions, memory_order_acquire);
+        mmk__sys_mprotect(s->page, pg, resting_prot(m, s->page));
+        if (atomic_load_explicit(&m->transitions, memory_order_acquire) == g)
+            return;
+    }
+    mmk__sys_mprotect(s->page, pg, PROT_NONE);
 }
 
 static void on_trap(int sig, siginfo_t *si, void *uctx)
@@ -301,7 +367,8 @@ static int mirror_fault(const mmk_fault *f, void *ctx)
             return MMK_FAULT_PASS;
         if (atomic_load(&m->owner) == self_tag()) {
             /* Our own window, but a watched instruction of another thread
-             * re-protected this page as the window opened: open it again. */
+             * re-protected this page as the window opened (a passing state,
+             * or the give-up case of watch_close_slot): open it again. */
             size_t pg = mmk__page_size();
             char *page = (char *)(a & ~(uintptr_t)(pg - 1));
             if (mmk__sys_mprotect(page, pg, PROT_READ | PROT_WRITE) < 0)
@@ -357,6 +424,7 @@ static mmk_mirror *mirror_new(int fd, size_t size, unsigned flags)
     m->flags = flags;
     pthread_mutex_init(&m->lock, NULL);
     atomic_init(&m->owner, 0);
+    atomic_init(&m->transitions, 0);
     atomic_init(&m->policy, MMK_MIRROR_ABORT);
     atomic_init(&m->cb, NULL);
     atomic_init(&m->cb_ctx, NULL);
@@ -423,6 +491,30 @@ mmk_mirror *mmk_mirror_open_fd(int fd, unsigned flags)
     if (!S_ISREG(st.st_mode) || st.st_size <= 0 || ((size_t)st.st_size & (pg - 1)) ||
         round_size((size_t)st.st_size) != (size_t)st.st_size) {
         errno = EINVAL;
+        return NULL;
+    }
+    /* Writable, or a window could never open.  Check it here, in every mode:
+     * in guard mode the read-write view is mapped PROT_NONE, which the kernel
+     * allows on a read-only or write-sealed descriptor, and only the first
+     * begin_write would fail (mprotect to read-write: EACCES). */
+    r = mmk__sys_fcntl(fd, F_GETFL, 0);
+    if (r < 0) {
+        errno = -r;
+        return NULL;
+    }
+    if ((r & O_ACCMODE) != O_RDWR) {
+        errno = EACCES;
+        return NULL;
+    }
+    r = mmk__sys_fcntl(fd, F_GET_SEALS, 0);
+    if (r == -EINVAL)
+        r = 0; /* a file that cannot be sealed (not a memfd): no seals */
+    if (r < 0) {
+        errno = -r;
+        return NULL;
+    }
+    if (r & (F_SEAL_WRITE | F_SEAL_FUTURE_WRITE)) {
+        errno = EACCES;
         return NULL;
     }
     int own = mmk__sys_fcntl(fd, F_DUPFD_CLOEXEC, 0);
@@ -516,15 +608,23 @@ int mmk_mirror_begin_write(mmk_mirror *m)
         return 0;
     }
     pthread_mutex_lock(&m->lock);
+    m->depth = 1;
+    /* Owner, count, then protection: the order watch_close_slot relies on.
+     * Publishing the owner before the view is open is harmless: only this
+     * thread acts on owner == self, and it touches nothing before we return. */
+    atomic_store(&m->owner, self);
     if (m->flags & MMK_MIRROR_GUARD) {
+        atomic_fetch_add_explicit(&m->transitions, 1, memory_order_acq_rel);
         int r = mmk__sys_mprotect(m->rw, m->size, PROT_READ | PROT_WRITE);
         if (r < 0) {
+            /* Not open after all: a closing transition, in the same order. */
+            atomic_store(&m->owner, 0);
+            atomic_fetch_add_explicit(&m->transitions, 1, memory_order_acq_rel);
+            mmk__sys_mprotect(m->rw, m->size, PROT_NONE);
             pthread_mutex_unlock(&m->lock);
             return r;
         }
     }
-    m->depth = 1;
-    atomic_store_explicit(&m->owner, self, memory_order_relaxed);
     return 0;
 }
 
@@ -537,11 +637,15 @@ int mmk_mirror_end_write(mmk_mirror *m)
     if (--m->depth > 0)
         return 0;
     int r = 0;
-    /* Clear the owner first: a watched instruction that re-protects a page
-     * from now on must choose PROT_NONE. */
+    /* Owner, count, then protection: the order watch_close_slot relies on
+     * (a watched instruction that re-protects a page from now on chooses
+     * PROT_NONE, and one that chose read-write before sees the count move
+     * and chooses again). */
     atomic_store(&m->owner, 0);
-    if (m->flags & MMK_MIRROR_GUARD)
+    if (m->flags & MMK_MIRROR_GUARD) {
+        atomic_fetch_add_explicit(&m->transitions, 1, memory_order_acq_rel);
         r = mmk__sys_mprotect(m->rw, m->size, PROT_NONE);
+    }
     pthread_mutex_unlock(&m->lock);
     return r;
 }

@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static size_t page;
@@ -577,6 +578,145 @@ Test(mirror, watch_mode_in_process_keeps_counting, .init = setup)
     cr_assert_eq(mmk_mirror_destroy(m), 0);
 }
 
+/*
+ * Watch mode on a guarded view while another thread opens and closes
+ * windows.  After a watched instruction its page is re-protected according
+ * to whether a window is open; if the window closes between that check and
+ * the mprotect, the page must not be left open.
+ *
+ * The stray thread pokes a new value into the guarded view in a loop.  The
+ * window thread waits for a poke to fault (the stray count moves; the poker
+ * is now in its report), opens a window, waits until the poked value lands
+ * in memory (the watched instruction has run; its trap and re-protection
+ * follow within microseconds), waits a varying fraction of that, and closes
+ * the window: closing right between the re-protection's check and its
+ * mprotect is what leaves the page open.  After each poke the stray thread
+ * checks, while the window thread is known to be idle (epoch odd before and
+ * after), that the page is closed: write(2) from it into a pipe must fail
+ * with EFAULT.
+ */
+struct watch_race {
+    mmk_mirror *m;
+    atomic_ulong epoch;  /* odd: no window open and none about to be */
+    atomic_ulong iters;  /* pokes done (and checked, if checkable) */
+    atomic_long ret_ns;  /* when the last poke a window raced returned */
+    atomic_int stop;
+    atomic_long open_hits; /* page found open with no window */
+    atomic_long checks;
+    int rounds;
+    int pipe[2];
+};
+
+enum { RACE_OFF = 64 };
+
+static long now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+static void *race_windows(void *arg)
+{
+    struct watch_race *r = arg;
+    const volatile char *seen = (const char *)mmk_mirror_ro(r->m) + RACE_OFF;
+    unsigned seed = 12345;
+    long lat = 35000; /* value landed -> poke returned; measured below */
+    for (int i = 0; i < r->rounds && !atomic_load(&r->stop); i++) {
+        unsigned long it = atomic_load(&r->iters);
+        size_t s0 = mmk_mirror_strays(r->m);
+        while (mmk_mirror_strays(r->m) == s0 && !atomic_load(&r->stop))
+            ;
+        char before = *seen;
+        atomic_fetch_add(&r->epoch, 1); /* even: a window may be open */
+        if (mmk_mirror_begin_write(r->m) != 0)
+            break;
+        long t0 = now_ns();
+        while (*seen == before && now_ns() - t0 < 1000000 && !atomic_load(&r->stop))
+            ;
+        long landed = now_ns();
+        seed = seed * 1103515245u + 12345u;
+        long until = landed + (long)((seed >> 8) % (unsigned long)(lat + 2000));
+        while (now_ns() < until)
+            ;
+        if (mmk_mirror_end_write(r->m) != 0)
+            break;
+        atomic_fetch_add(&r->epoch, 1); /* odd: closed, and stays closed */
+        while (atomic_load(&r->iters) < it + 2 && !atomic_load(&r->stop))
+            ;
+        long l = atomic_load(&r->ret_ns) - landed;
+        if (l > 0 && l < 200000)
+            lat = (7 * lat + l) / 8;
+    }
+    atomic_store(&r->stop, 1);
+    return NULL;
+}
+
+static void *race_strays(void *arg)
+{
+    struct watch_race *r = arg;
+    char *target = (char *)mmk_mirror_rw(r->m) + RACE_OFF;
+    for (unsigned v = 1; !atomic_load(&r->stop); v++) {
+        unsigned long e0 = atomic_load(&r->epoch);
+        poke(target, (char)(v % 255 + 1)); /* watched when no window is open */
+        if (atomic_load(&r->epoch) != e0)
+            atomic_store(&r->ret_ns, now_ns());
+        unsigned long e = atomic_load(&r->epoch);
+        if (e & 1) {
+            ssize_t n = write(r->pipe[1], target, 1);
+            int err = errno;
+            if (atomic_load(&r->epoch) == e) { /* no window opened meanwhile */
+                atomic_fetch_add(&r->checks, 1);
+                if (n == 1) {
+                    char c;
+                    (void)!read(r->pipe[0], &c, 1);
+                    atomic_fetch_add(&r->open_hits, 1);
+                } else if (err != EFAULT) {
+                    atomic_fetch_add(&r->open_hits, 1000000);
+                }
+            }
+        }
+        atomic_fetch_add(&r->iters, 1);
+        if (atomic_load(&r->open_hits))
+            atomic_store(&r->stop, 1);
+    }
+    return NULL;
+}
+
+Test(mirror, watch_mode_never_leaves_a_closed_window_open, .init = setup, .timeout = 60)
+{
+#if !defined(__x86_64__)
+    cr_skip_test("watch mode is x86-64 only");
+#endif
+    static struct watch_race r;
+    memset(&r, 0, sizeof r);
+    r.m = mmk_mirror_create(page, MMK_MIRROR_GUARD);
+    cr_assert_not_null(r.m);
+    cr_assert_eq(mmk_mirror_set_policy(r.m, MMK_MIRROR_WATCH, NULL, NULL), 0);
+    cr_assert_eq(pipe(r.pipe), 0);
+    atomic_init(&r.epoch, 1);
+    r.rounds = 20000;
+    int saved = dup(2), devnull = open("/dev/null", O_WRONLY);
+    cr_assert_geq(devnull, 0);
+    dup2(devnull, 2); /* one report per watched access */
+    pthread_t tw, ts;
+    pthread_create(&ts, NULL, race_strays, &r);
+    pthread_create(&tw, NULL, race_windows, &r);
+    pthread_join(tw, NULL);
+    pthread_join(ts, NULL);
+    dup2(saved, 2);
+    close(saved);
+    close(devnull);
+    cr_assert_eq(atomic_load(&r.open_hits), 0,
+                 "the guarded page stayed open after a window closed (%ld checks, %zu strays)",
+                 atomic_load(&r.checks), mmk_mirror_strays(r.m));
+    cr_assert_gt(atomic_load(&r.checks), 0);
+    cr_assert_gt(mmk_mirror_strays(r.m), 0);
+    close(r.pipe[0]);
+    close(r.pipe[1]);
+    cr_assert_eq(mmk_mirror_destroy(r.m), 0);
+}
+
 /* ---- another process, by fd ----------------------------------------------------------- */
 
 static void helper_path(char *buf, size_t len)
@@ -682,7 +822,81 @@ Test(mirror, memory_is_sealed_against_resizing, .init = setup)
     cr_assert_not_null(m);
     cr_assert_neq(ftruncate(mmk_mirror_fd(m), 0), 0, "shrinking would SIGBUS every reader");
     cr_assert_eq(errno, EPERM);
+    errno = 0;
+    cr_assert_neq(ftruncate(mmk_mirror_fd(m), (off_t)(2 * page)), 0, "growing is sealed too");
+    cr_assert_eq(errno, EPERM);
+    cr_assert_eq(lseek(mmk_mirror_fd(m), 0, SEEK_END), (off_t)page, "the size did not change");
     cr_assert_eq(mmk_mirror_destroy(m), 0);
+}
+
+/* open_fd with a descriptor a window could never write through: EACCES at
+ * once, in both modes.  Guard mode maps the read-write view PROT_NONE, which
+ * the kernel allows on such a descriptor, so only the check in open_fd stops
+ * it; without it every begin_write would fail later. */
+static void assert_open_fd_eacces(int fd, const char *what)
+{
+    static const unsigned modes[] = { 0, MMK_MIRROR_GUARD };
+    for (size_t i = 0; i < 2; i++) {
+        int maps = count_maps(), fds = count_fds();
+        size_t areas = mmk_fault_area_count();
+        errno = 0;
+        mmk_mirror *m = mmk_mirror_open_fd(fd, modes[i]);
+        int e = errno;
+        if (m) {
+            int b = mmk_mirror_begin_write(m);
+            cr_assert_fail("%s, flags %u: opened (begin_write %d)", what, modes[i], b);
+        }
+        cr_assert_eq(e, EACCES, "%s, flags %u: %s", what, modes[i], strerror(e));
+        cr_assert_eq(count_maps(), maps, "%s: nothing left mapped", what);
+        cr_assert_eq(count_fds(), fds, "%s: nothing left open", what);
+        cr_assert_eq(mmk_fault_area_count(), areas, "%s: nothing left registered", what);
+    }
+}
+
+Test(mirror, open_fd_refuses_a_descriptor_it_cannot_write_with_eacces, .init = setup)
+{
+    mmk_mirror *a = mmk_mirror_create(page, 0);
+    cr_assert_not_null(a);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", mmk_mirror_fd(a));
+    int rdonly = open(path, O_RDONLY | O_CLOEXEC);
+    cr_assert_geq(rdonly, 0, "%s", strerror(errno));
+    assert_open_fd_eacces(rdonly, "O_RDONLY");
+    close(rdonly);
+    int wronly = open(path, O_WRONLY | O_CLOEXEC);
+    cr_assert_geq(wronly, 0, "%s", strerror(errno));
+    assert_open_fd_eacces(wronly, "O_WRONLY");
+    close(wronly);
+    /* The same memory opened read-write is fine, in both modes. */
+    int rdwr = open(path, O_RDWR | O_CLOEXEC);
+    cr_assert_geq(rdwr, 0, "%s", strerror(errno));
+    for (unsigned flags = 0; flags <= MMK_MIRROR_GUARD; flags++) {
+        mmk_mirror *b = mmk_mirror_open_fd(rdwr, flags);
+        cr_assert_not_null(b, "O_RDWR, flags %u: %s", flags, strerror(errno));
+        cr_assert_eq(mmk_mirror_begin_write(b), 0);
+        cr_assert_eq(mmk_mirror_end_write(b), 0);
+        cr_assert_eq(mmk_mirror_destroy(b), 0);
+    }
+    close(rdwr);
+    cr_assert_eq(mmk_mirror_destroy(a), 0);
+
+    /* Read-write, but sealed against writing: just as unwritable. */
+    int sealed = memfd_create("sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    cr_assert_geq(sealed, 0);
+    cr_assert_eq(ftruncate(sealed, (off_t)page), 0);
+    cr_assert_eq(fcntl(sealed, F_ADD_SEALS, F_SEAL_WRITE), 0, "%s", strerror(errno));
+    assert_open_fd_eacces(sealed, "F_SEAL_WRITE");
+    close(sealed);
+#ifdef F_SEAL_FUTURE_WRITE
+    sealed = memfd_create("sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    cr_assert_geq(sealed, 0);
+    cr_assert_eq(ftruncate(sealed, (off_t)page), 0);
+    if (fcntl(sealed, F_ADD_SEALS, F_SEAL_FUTURE_WRITE) == 0)
+        assert_open_fd_eacces(sealed, "F_SEAL_FUTURE_WRITE");
+    else
+        cr_assert_eq(errno, EINVAL, "only a kernel older than 5.1 may refuse the seal");
+    close(sealed);
+#endif
 }
 
 /* ---- 4 writers in windows, 4 lock-free readers ------------------------------------------ */
