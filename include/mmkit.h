@@ -601,8 +601,9 @@ MMK_API size_t mmk_region_size(const mmk_region *r);
 /*
  * Copy len bytes at offset off of view r into buf, without mapping anything.
  * buf may be anywhere, even in a region.  -ERANGE if [off, off+len) is not
- * inside the view.  On a live view written concurrently, each 16 KiB chunk
- * is consistent on its own; a snapshot reads exactly.
+ * inside the view.  A view that other threads write at the same time gives
+ * no consistent copy (writes to pages already writable do not wait for
+ * mmkit); for one, snapshot first and read the snapshot.
  */
 MMK_API int    mmk_region_read(const mmk_region *r, size_t off, void *buf, size_t len);
 
@@ -618,7 +619,9 @@ MMK_API int    mmk_region_restore(mmk_region *dst, const mmk_region *src);
  * Make [off, off+len) of a writable view private and writable now, in bulk
  * (one copy and one mapping per batch instead of one fault per page).  After
  * it, system calls may write into the range (read(2), recv(2)): see EFAULT
- * above.  Errors: -ERANGE, -EROFS (a read-only snapshot), -ENOMEM.
+ * above - until mmkit next unmaps the view to stay under the mapping budget,
+ * so call it right before the system call.  Errors: -ERANGE, -EROFS (a
+ * read-only snapshot), -ENOMEM, -MMK_EBUDGET.
  */
 MMK_API int    mmk_region_prepare_write(mmk_region *r, size_t off, size_t len);
 

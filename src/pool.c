@@ -54,9 +54,17 @@ static void futex_wake(atomic_int *w)
     syscall(SYS_futex, w, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
+/*
+ * `mine` is set before the lock is taken and cleared after it is released,
+ * so a fault raised on this thread anywhere inside a locked section (by a
+ * signal handler that touches region memory) is seen as "inside the engine"
+ * and passed on, never left waiting for a lock its own thread holds.
+ */
 void mmk__vm_lock(void)
 {
     int saved = errno;
+    vm_lock_mine = 1;
+    atomic_signal_fence(memory_order_seq_cst);
     int c = 0;
     if (!atomic_compare_exchange_strong(&vm_lock_word, &c, 1)) {
         if (c != 2)
@@ -66,18 +74,18 @@ void mmk__vm_lock(void)
             c = atomic_exchange(&vm_lock_word, 2);
         }
     }
-    vm_lock_mine = 1;
     errno = saved;
 }
 
 void mmk__vm_unlock(void)
 {
     int saved = errno;
-    vm_lock_mine = 0;
     if (atomic_fetch_sub(&vm_lock_word, 1) != 1) {
         atomic_store(&vm_lock_word, 0);
         futex_wake(&vm_lock_word);
     }
+    atomic_signal_fence(memory_order_seq_cst);
+    vm_lock_mine = 0;
     errno = saved;
 }
 

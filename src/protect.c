@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <sys/mman.h>
 
@@ -39,6 +40,7 @@ struct reap {
 #define QUEUE 64
 static struct reap queue[QUEUE];
 static unsigned q_head, q_len;
+static atomic_uint pending; /* scratch ranges not yet dropped */
 static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t q_cond = PTHREAD_COND_INITIALIZER;
 static int reaper_running;
@@ -65,6 +67,7 @@ static void *reaper(void *arg)
         scrap(&r);
         mmk__vm_lock();
         mmk__space_free(r.space, r.space_len);
+        atomic_fetch_sub(&pending, 1);
         mmk__vm_unlock();
     }
     return NULL;
@@ -92,8 +95,14 @@ static int start_reaper(void)
     return 0;
 }
 
+unsigned mmk__protect_pending(void)
+{
+    return atomic_load(&pending);
+}
+
 void mmk__protect_forked(void)
 {
+    atomic_store(&pending, 0);
     /* The reaper is not inherited by a child of fork(). */
     reaper_running = 0;
     q_len = 0;
@@ -124,6 +133,7 @@ int mmk__protect_by_move(char *addr, size_t len)
     if (q_len < QUEUE && start_reaper() == 0) {
         queue[(q_head + q_len) % QUEUE] = item;
         q_len++;
+        atomic_fetch_add(&pending, 1);
         queued = 1;
         pthread_cond_signal(&q_cond);
     }

@@ -305,8 +305,13 @@ static int restore_remap(size_t first, size_t count, void *ctx)
     struct restore_ctx *c = ctx;
     struct mmk_region *v = c->dst;
     uint32_t new_root = v->root;
-    size_t i = first, end = first + count;
-    while (i < end) {
+    size_t end = first + count;
+    /* Count once for the whole run: the pages around it have the same
+     * backing in both tables. */
+    v->root = c->old_root;
+    long before = mmk__view_breaks(v, first, end, 0);
+    v->root = new_root;
+    for (size_t i = first; i < end;) {
         if (v->state[i] == ST_NONE) {
             i++;
             continue;
@@ -316,18 +321,15 @@ static int restore_remap(size_t first, size_t count, void *ctx)
         while (j < end && v->state[j] != ST_NONE &&
                mmk__pt_lookup(new_root, v->levels, j) == (p ? p + (uint32_t)(j - i) : 0))
             j++;
-        v->root = c->old_root; /* count what is mapped now */
-        long before = mmk__view_breaks(v, i, j, 0);
-        v->root = new_root;
         int r = p ? mmk__view_map_pool(v, i, j - i, p, PROT_READ) : mmk__view_map_zero(v, i, j - i);
         if (r < 0) {
-            c->err = r;
+            c->err = r; /* the caller wipes the view, which recounts it */
             return 1;
         }
         memset(v->state + i, p ? ST_RO : ST_ZERO, j - i);
-        mmk__view_account(v, before, mmk__view_breaks(v, i, j, 0));
         i = j;
     }
+    mmk__view_account(v, before, mmk__view_breaks(v, first, end, 0));
     return 0;
 }
 
@@ -386,21 +388,22 @@ int mmk_region_prepare_write(mmk_region *r, size_t off, size_t len)
     mmk__vm_lock();
     for (size_t s = first; s < end; s += batch) {
         size_t n = end - s < batch ? end - s : batch;
-        uint32_t q;
-        e = mmk__pool_alloc_run((uint32_t)n, &q);
-        if (e < 0)
-            break;
         /* Other threads may be writing to pages of the batch that are
          * writable now: stop them (they fault and wait for the lock) before
          * copying, or their writes after the copy would be lost. */
-        if (r->base && (e = mmk__view_protect_range(r, s, s + n)) < 0) {
-            for (size_t k = 0; k < n; k++)
-                mmk__pool_put(q + (uint32_t)k);
+        if (r->base && (e = mmk__view_protect_range(r, s, s + n)) < 0)
             break;
-        }
-        /* Copy first, in runs of consecutive source pages (one pwrite
-         * each); only then change the table, since dropping a source page
-         * may punch it. */
+        /* Make every slot's table path private now (this may allocate and
+         * fail, but changes no contents), so the switch below cannot fail. */
+        for (size_t j = 0; j < n && e == 0; j++)
+            if (!mmk__pt_slot(&r->root, r->levels, s + j))
+                e = -ENOMEM;
+        uint32_t q;
+        if (e == 0)
+            e = mmk__pool_alloc_run((uint32_t)n, &q);
+        if (e < 0)
+            break;
+        /* Copy, in runs of consecutive source pages (one pwrite each). */
         for (size_t j = 0; j < n;) {
             uint32_t p = mmk__pt_lookup(r->root, r->levels, s + j);
             size_t k = j + 1;
@@ -410,29 +413,29 @@ int mmk_region_prepare_write(mmk_region *r, size_t off, size_t len)
                 mmk__view_copy_pages(q + (uint32_t)j, mmk__pool_addr(p), k - j);
             j = k;
         }
-        for (size_t j = 0; j < n; j++) {
-            uint32_t p = mmk__pt_lookup(r->root, r->levels, s + j);
-            uint32_t *slot = mmk__pt_slot(&r->root, r->levels, s + j);
-            if (!slot) {
-                for (size_t k = j; k < n; k++)
-                    mmk__pool_put(q + (uint32_t)k);
-                e = -ENOMEM;
-                break;
-            }
-            *slot = q + (uint32_t)j;
-            mmk__pool_put(p);
-        }
-        if (e < 0)
-            break;
+        /* Map the copies before the table points at them: if mapping fails,
+         * the table and the old pages are untouched. */
+        long before = 0;
         if (r->base) {
             e = mmk__view_make_room(r, 3);
-            long before = mmk__view_breaks(r, s, s + n, 0);
-            if (e == 0)
+            if (e == 0) {
+                before = mmk__view_breaks(r, s, s + n, 0);
                 e = mmk__view_map_pool(r, s, n, q, PROT_READ | PROT_WRITE);
+            }
             if (e < 0) {
-                mmk__view_wipe(r);
+                for (size_t k = 0; k < n; k++)
+                    mmk__pool_put(q + (uint32_t)k);
+                mmk__view_wipe(r); /* what the failed mmap left is unknown */
                 break;
             }
+        }
+        for (size_t j = 0; j < n; j++) {
+            uint32_t *slot = mmk__pt_slot(&r->root, r->levels, s + j);
+            uint32_t old = *slot;
+            *slot = q + (uint32_t)j;
+            mmk__pool_put(old); /* freed pages are punched at the flush */
+        }
+        if (r->base) {
             memset(r->state + s, ST_RW, n);
             mmk__view_account(r, before, mmk__view_breaks(r, s, s + n, 0));
             mmk__view_dirty_add(r, s, n);

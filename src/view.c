@@ -188,7 +188,10 @@ static void note_recent(struct mmk_region *v)
  */
 int mmk__view_make_room(struct mmk_region *cur, long need)
 {
-    while (mmk__total_maps + need + 2 > (long)mmk__map_budget) {
+    /* Also count the reservation, the pool window and the scratch ranges
+     * that page tables were moved into and the reaper has not dropped. */
+    need += 2 + 2 * (long)mmk__protect_pending();
+    while (mmk__total_maps + need > (long)mmk__map_budget) {
         struct mmk_region *pick = NULL;
         for (int pass = 0; pass < 3 && !pick; pass++) {
             for (struct mmk_region *v = mmk__views; v; v = v->next) {
@@ -304,11 +307,24 @@ int mmk__view_copy_pages(uint32_t q, const void *src, size_t n)
 /* Unmap page i from every view other than v that maps pool page p there
  * (read-only): p is about to become v's own, and they are about to get a
  * copy.  They refault the copy on their next read. */
+static int maps_page(const struct mmk_region *w, size_t i, uint32_t p)
+{
+    return i < w->npages && w->state[i] == ST_RO && mmk__pt_lookup(w->root, w->levels, i) == p;
+}
+
+/* How many views other than v map pool page p at page i. */
+static long count_others(const struct mmk_region *v, size_t i, uint32_t p)
+{
+    long n = 0;
+    for (const struct mmk_region *w = mmk__views; w; w = w->next)
+        n += w != v && maps_page(w, i, p);
+    return n;
+}
+
 static void unmap_others(struct mmk_region *v, size_t i, uint32_t p)
 {
     for (struct mmk_region *w = mmk__views; w; w = w->next) {
-        if (w == v || i >= w->npages || w->state[i] != ST_RO ||
-            mmk__pt_lookup(w->root, w->levels, i) != p)
+        if (w == v || !maps_page(w, i, p))
             continue;
         long before = mmk__view_breaks(w, i, i + 1, 0);
         if (map_none(w, i, 1) < 0) {
@@ -328,7 +344,9 @@ static int write_fault(struct mmk_region *v, size_t i)
     uint32_t p = mmk__pt_lookup(v->root, v->levels, i);
     if (p == 0)
         return zero_fill(v, i);
-    int r = mmk__view_make_room(v, 3);
+    /* Room for this page, and for splitting every other view that maps the
+     * page if it gets the copy (copy before write, below). */
+    int r = mmk__view_make_room(v, 3 + 2 * count_others(v, i, p));
     if (r < 0)
         return r;
     long before = mmk__view_breaks(v, i, i + 1, 0);
@@ -534,9 +552,15 @@ int mmk__view_protect_dirty(struct mmk_region *v)
     int err = 0;
     for (size_t k = 0; k < nruns && err == 0; k++)
         err = mmk__view_protect_range(v, runs[k].start, runs[k].start + runs[k].len);
+    if (err < 0) {
+        /* Some page may still be writable: keep it on the books (scan
+         * every page next time) so no later snapshot shares it unprotected. */
+        v->dirty_overflow = 1;
+        return err;
+    }
     v->ndirty = 0;
     v->dirty_overflow = 0;
-    return err;
+    return 0;
 }
 
 /* Forget a materialized view that is being destroyed.  pre: lock held. */

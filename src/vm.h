@@ -156,6 +156,8 @@ void *mmk__space_owner(const void *addr);
 int mmk__protect_by_move(char *addr, size_t len);
 /* Owner tag of the scratch ranges in the view space. */
 extern char mmk__scratch_owner;
+/* Scratch ranges queued and not yet dropped (each may hold 2 mappings). */
+unsigned mmk__protect_pending(void);
 /* Reset after fork() in the child. */
 void mmk__protect_forked(void);
 

@@ -340,6 +340,13 @@ static void model_check(struct model_view *m, size_t size, uint64_t seed, int st
             cr_assert_eq(memcmp(buf, m[i].ref, size), 0, "seed %llu step %d view %d (read) differs",
                          (unsigned long long)seed, step, i);
         }
+        /* The engine's mapping count for the view is the kernel's. */
+        struct mmk_region_stats st;
+        cr_assert_eq(mmk_region_stats(m[i].r, &st), 0);
+        if (st.mappings)
+            cr_assert_eq(st.mappings, kernel_mappings(mmk_region_base(m[i].r), size),
+                         "seed %llu step %d view %d: mapping count drifted",
+                         (unsigned long long)seed, step, i);
     }
 }
 
@@ -903,4 +910,109 @@ Test(region, snapshot_readers_never_see_live_writes, .init = setup, .timeout = 1
     }
     mmk_region_destroy(s);
     mmk_region_destroy(live);
+}
+
+/* ---- regressions from review: counts after prepare_write and restore; failures ------ */
+
+int mmk__sys_inject(const char *name, int count, int err); /* src/sys.h */
+
+Test(region, prepare_write_page_by_page_stays_counted_and_under_budget, .init = setup, .timeout = 120)
+{
+    size_t pages = 8000;
+    mmk_region *r = mmk_region_create(pages * PG, 0);
+    char *p = mmk_region_base(r);
+    memset(p, 1, pages * PG);
+    mmk_region *s = mmk_region_snapshot(r, 0);
+    cr_assert_eq(mmk_region_set_budget(1000), 0);
+    for (size_t k = 1; k < pages; k += 2)
+        cr_assert_eq(mmk_region_prepare_write(r, k * PG, 1), 0, "page %zu", k);
+    struct mmk_region_stats st;
+    cr_assert_eq(mmk_region_stats(r, &st), 0);
+    size_t kernel = kernel_mappings(p, pages * PG);
+    cr_assert_eq(st.mappings, kernel);
+    cr_assert_leq(kernel, 1000);
+    cr_assert_leq(st.total_mappings, 1000);
+    for (size_t k = 0; k < pages; k += 97)
+        cr_assert_eq(p[k * PG], 1);
+    mmk_region_destroy(s);
+    mmk_region_destroy(r);
+}
+
+Test(region, restore_keeps_the_mapping_count_exact, .init = setup)
+{
+    size_t pages = 1024;
+    mmk_region *r = mmk_region_create(pages * PG, 0);
+    char *p = mmk_region_base(r);
+    /* Fill in random order after a first snapshot, so the pool pages behind
+     * consecutive pages are scattered and restore remaps in pieces. */
+    mmk_region_destroy(mmk_region_snapshot(r, 0));
+    rng_state = 99;
+    for (size_t k = 0; k < 4 * pages; k++)
+        p[(rng() % pages) * PG] = 1;
+    for (size_t k = 0; k < pages; k++)
+        p[k * PG] = 1;
+    mmk_region *s = mmk_region_snapshot(r, 0);
+    /* A second holder: writes copy instead of handing s the copies, so s
+     * keeps the scattered pages. */
+    mmk_region *s_also = mmk_region_snapshot(r, 0);
+    for (int round = 0; round < 5; round++) {
+        for (int k = 0; k < 40; k++) {
+            size_t at = rng() % (pages - 8);
+            for (size_t j = 0; j < 8; j++)
+                p[(at + j) * PG] = (char)(round + 2);
+        }
+        for (int k = 0; k < 100; k++)
+            (void)*(volatile char *)(p + (rng() % pages) * PG);
+        cr_assert_eq(mmk_region_restore(r, s), 0);
+        struct mmk_region_stats st;
+        mmk_region_stats(r, &st);
+        cr_assert_eq(st.mappings, kernel_mappings(p, pages * PG), "round %d", round);
+    }
+    for (size_t k = 0; k < pages; k++)
+        cr_assert_eq(p[k * PG], 1);
+    mmk_region_destroy(s_also);
+    mmk_region_destroy(s);
+    mmk_region_destroy(r);
+}
+
+Test(region, failed_prepare_write_changes_nothing, .init = setup)
+{
+    mmk_region *r = mmk_region_create(2 * PG, 0);
+    char *p = mmk_region_base(r);
+    memset(p, 'A', 2 * PG);
+    mmk_region *s = mmk_region_snapshot(r, 0);
+    cr_assert_eq(mmk__sys_inject("mmap", 2, ENOMEM), 0);
+    cr_assert_eq(mmk_region_prepare_write(r, 0, 2 * PG), -ENOMEM);
+    mmk__sys_inject("mmap", 0, 0);
+    char c = 0;
+    cr_assert_eq(mmk_region_read(r, 0, &c, 1), 0);
+    cr_assert_eq(c, 'A');
+    cr_assert_eq(p[0], 'A');
+    p[0] = 'C';
+    cr_assert_eq(mmk_region_read(r, 0, &c, 1), 0);
+    cr_assert_eq(c, 'C');
+    cr_assert_eq(*(const char *)mmk_region_base(s), 'A');
+    mmk_region_destroy(s);
+    mmk_region_destroy(r);
+}
+
+Test(region, failed_snapshot_leaves_nothing_unprotected, .init = setup)
+{
+    mmk_region *r = mmk_region_create(4 * PG, 0);
+    char *p = mmk_region_base(r);
+    p[0] = 'A';
+    cr_assert_eq(mmk__sys_inject("mprotect", 1, ENOMEM), 0);
+    cr_assert_eq(mmk__sys_inject("mmap", 1, ENOMEM), 0);
+    cr_assert_null(mmk_region_snapshot(r, 0));
+    mmk__sys_inject("mprotect", 0, 0);
+    mmk__sys_inject("mmap", 0, 0);
+    mmk_region *s2 = mmk_region_snapshot(r, 0);
+    cr_assert_not_null(s2);
+    p[0] = 'B';
+    char c = 0;
+    cr_assert_eq(mmk_region_read(s2, 0, &c, 1), 0);
+    cr_assert_eq(c, 'A');
+    cr_assert_eq(*(const char *)mmk_region_base(s2), 'A');
+    mmk_region_destroy(s2);
+    mmk_region_destroy(r);
 }
