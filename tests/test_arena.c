@@ -532,6 +532,28 @@ struct worker {
     unsigned char *allocs[ALLOCS];
 };
 
+/* Start NTHREADS workers on fn behind one barrier and join them; each must
+ * return NULL. */
+static void run_workers(mmk_arena *a, void *(*fn)(void *), struct worker *w)
+{
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, NTHREADS);
+    pthread_t t[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++) {
+        memset(&w[i], 0, sizeof w[i]);
+        w[i].a = a;
+        w[i].id = i;
+        w[i].start = &start;
+        cr_assert_eq(pthread_create(&t[i], NULL, fn, &w[i]), 0);
+    }
+    for (int i = 0; i < NTHREADS; i++) {
+        void *ret;
+        pthread_join(t[i], &ret);
+        cr_assert_null(ret, "worker %d failed", i);
+    }
+    pthread_barrier_destroy(&start);
+}
+
 static void *worker_run(void *arg)
 {
     struct worker *w = arg;
@@ -558,22 +580,8 @@ Test(arena, four_threads_grow_concurrently, .init = setup, .fini = teardown)
     mmk_arena *a = mmk_arena_open(path, GiB, MMK_ARENA_CREATE);
     cr_assert_not_null(a);
     cr_assert_eq(mmk_arena_set_growth(a, 64 * KiB, 128 * KiB), 0);
-    pthread_barrier_t start;
-    pthread_barrier_init(&start, NULL, NTHREADS);
     static struct worker w[NTHREADS];
-    pthread_t t[NTHREADS];
-    for (int i = 0; i < NTHREADS; i++) {
-        memset(&w[i], 0, sizeof w[i]);
-        w[i].a = a;
-        w[i].id = i;
-        w[i].start = &start;
-        cr_assert_eq(pthread_create(&t[i], NULL, worker_run, &w[i]), 0);
-    }
-    for (int i = 0; i < NTHREADS; i++) {
-        void *ret;
-        pthread_join(t[i], &ret);
-        cr_assert_null(ret, "an alloc failed in thread %d", i);
-    }
+    run_workers(a, worker_run, w);
     /* The allocations overlap the first pages the workers wrote: check the
      * pages only past them, and that no two allocations overlap. */
     size_t used_by_allocs = mmk_arena_used(a);
@@ -589,7 +597,6 @@ Test(arena, four_threads_grow_concurrently, .init = setup, .fini = teardown)
     cr_expect_gt(st.faults, 100, "many growth faults: %zu", st.faults);
     cr_expect_eq(mmk_arena_close(a), 0);
     cr_expect_eq(file_size(path), (off_t)THREAD_SPAN);
-    pthread_barrier_destroy(&start);
 }
 
 static void *alloc_run(void *arg)
@@ -611,22 +618,8 @@ Test(arena, four_threads_allocate_concurrently, .init = setup, .fini = teardown)
     mmk_arena *a = mmk_arena_open(path_of("allocs"), GiB, MMK_ARENA_CREATE);
     cr_assert_not_null(a);
     cr_assert_eq(mmk_arena_set_growth(a, 64 * KiB, 64 * KiB), 0);
-    pthread_barrier_t start;
-    pthread_barrier_init(&start, NULL, NTHREADS);
     static struct worker w[NTHREADS];
-    pthread_t t[NTHREADS];
-    for (int i = 0; i < NTHREADS; i++) {
-        memset(&w[i], 0, sizeof w[i]);
-        w[i].a = a;
-        w[i].id = i;
-        w[i].start = &start;
-        cr_assert_eq(pthread_create(&t[i], NULL, alloc_run, &w[i]), 0);
-    }
-    for (int i = 0; i < NTHREADS; i++) {
-        void *ret;
-        pthread_join(t[i], &ret);
-        cr_assert_null(ret);
-    }
+    run_workers(a, alloc_run, w);
     /* No allocation was handed out twice: every block still holds its
      * owner's bytes. */
     size_t bad = 0;
@@ -636,7 +629,6 @@ Test(arena, four_threads_allocate_concurrently, .init = setup, .fini = teardown)
                 bad += w[i].allocs[j][k] != i + 1;
     cr_expect_eq(bad, 0);
     cr_expect_eq(mmk_arena_close(a), 0);
-    pthread_barrier_destroy(&start);
 }
 
 /* ---- disk full -------------------------------------------------------------------- */
