@@ -183,8 +183,8 @@ static void note_recent(struct mmk_region *v)
 
 /*
  * Make room for `need` more mappings under the budget (the reservation and
- * the pool window count too).  Victims, largest first: mmk__views not faulted on
- * recently; then other mmk__views; last the faulting view `cur` itself.
+ * the pool window count too).  Victims, largest first: views not faulted on
+ * recently; then other views; last the faulting view `cur` itself.
  */
 int mmk__view_make_room(struct mmk_region *cur, long need)
 {
@@ -231,9 +231,12 @@ static int read_fault(struct mmk_region *v, size_t i)
     if (r < 0)
         return r;
     long before = mmk__view_breaks(v, lo, hi, 0);
-    r = p ? mmk__view_map_pool(v, lo, hi - lo, p - (uint32_t)(i - lo), PROT_READ) : mmk__view_map_zero(v, lo, hi - lo);
-    if (r < 0)
+    r = p ? mmk__view_map_pool(v, lo, hi - lo, p - (uint32_t)(i - lo), PROT_READ)
+          : mmk__view_map_zero(v, lo, hi - lo);
+    if (r < 0) {
+        mmk__view_wipe(v); /* a failed MAP_FIXED may leave a hole: fill it */
         return r;
+    }
     memset(v->state + lo, p ? ST_RO : ST_ZERO, hi - lo);
     mmk__view_account(v, before, mmk__view_breaks(v, lo, hi, 0));
     return 0;
@@ -281,7 +284,9 @@ static int zero_fill(struct mmk_region *v, size_t i)
     }
     r = mmk__view_map_pool(v, lo, hi - lo, q, PROT_READ | PROT_WRITE);
     if (r < 0) {
-        memset(v->state + lo, ST_NONE, hi - lo); /* the old mapping may be gone */
+        /* The table holds the (zero) new pages, which is fine; what the
+         * failed mmap left is unknown, so unmap the view and recount. */
+        mmk__view_wipe(v);
         return r;
     }
     memset(v->state + lo, ST_RW, hi - lo);
