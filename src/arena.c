@@ -62,6 +62,7 @@
  * trims a file longer than its reservation: it cannot see the bytes there.
  */
 #include "mmkit.h"
+#include "report.h"
 #include "sys.h"
 
 #include <errno.h>
@@ -261,28 +262,6 @@ static const char *errno_name(int e)
     }
 }
 
-struct linebuf {
-    char s[512];
-    size_t n;
-};
-
-static void put_str(struct linebuf *b, const char *s)
-{
-    while (*s && b->n < sizeof b->s - 1)
-        b->s[b->n++] = *s++;
-}
-
-static void put_num(struct linebuf *b, unsigned long long v)
-{
-    char d[24];
-    int i = 0;
-    do
-        d[i++] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    while (i > 0 && b->n < sizeof b->s - 1)
-        b->s[b->n++] = d[--i];
-}
-
 /*
  * A store the file cannot back: say so in one line on stderr, put SIGBUS
  * back to its default action and let the access run again, so that the
@@ -290,25 +269,21 @@ static void put_num(struct linebuf *b, unsigned long long v)
  */
 static int die_unbacked(mmk_arena *a, size_t off, int err)
 {
-    struct linebuf b = { .n = 0 };
+    struct mmk__line l = MMK__LINE_INIT;
     int e = err < 0 ? -err : err;
-    put_str(&b, "mmkit: arena ");
-    put_str(&b, a->name);
-    put_str(&b, ": cannot extend the file to back offset ");
-    put_num(&b, off);
-    put_str(&b, ": ");
-    put_str(&b, errno_name(e));
-    put_str(&b, " (");
-    put_num(&b, (unsigned long long)e);
-    put_str(&b, ", ");
-    put_str(&b, mmk_strerror(e));
-    put_str(&b, "); a plain store cannot fail, ending the process\n");
-    mmk__sys_write_all(2, b.s, b.n);
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    sigemptyset(&dfl.sa_mask);
-    mmk__sys_sigaction(SIGBUS, &dfl, NULL);
+    mmk__line_str(&l, "mmkit: arena ");
+    mmk__line_str(&l, a->name);
+    mmk__line_str(&l, ": cannot extend the file to back offset ");
+    mmk__line_dec(&l, (long long)off);
+    mmk__line_str(&l, ": ");
+    mmk__line_str(&l, errno_name(e));
+    mmk__line_str(&l, " (");
+    mmk__line_dec(&l, e);
+    mmk__line_str(&l, ", ");
+    mmk__line_str(&l, mmk_strerror(e));
+    mmk__line_str(&l, "); a plain store cannot fail, ending the process");
+    mmk__line_end(&l);
+    mmk__sys_sigdefault(SIGBUS);
     return MMK_FAULT_RETRY;
 }
 
@@ -554,14 +529,11 @@ static int ignore_sigxfsz(void)
 /* Undo ignore_sigxfsz, unless someone changed the action since. */
 static void restore_sigxfsz(void)
 {
-    struct sigaction old, dfl;
+    struct sigaction old;
     if (mmk__sys_sigaction(SIGXFSZ, NULL, &old) < 0 || old.sa_handler != SIG_IGN ||
         (old.sa_flags & SA_SIGINFO))
         return;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    sigemptyset(&dfl.sa_mask);
-    mmk__sys_sigaction(SIGXFSZ, &dfl, NULL);
+    mmk__sys_sigdefault(SIGXFSZ);
 }
 
 /* What a failing mmk_arena_open has done so far and must undo. */

@@ -178,11 +178,7 @@ static void chain(int sig, siginfo_t *si, void *uctx)
          * sent with kill() would not recur, so send it again; SA_NODEFER
          * means it is delivered as soon as this handler returns.
          */
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        sigemptyset(&dfl.sa_mask);
-        sigaction(sig, &dfl, NULL);
+        mmk__sys_sigdefault(sig);
         if (si->si_code <= 0)
             raise(sig);
         return;

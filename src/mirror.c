@@ -275,11 +275,7 @@ static void on_trap(int sig, siginfo_t *si, void *uctx)
     if (prev_trap.sa_flags & SA_SIGINFO) {
         prev_trap.sa_sigaction(sig, si, uctx);
     } else if (prev_trap.sa_handler == SIG_DFL) {
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        sigemptyset(&dfl.sa_mask);
-        mmk__sys_sigaction(SIGTRAP, &dfl, NULL);
+        mmk__sys_sigdefault(SIGTRAP);
         raise(SIGTRAP); /* a trap does not recur on return: send it again */
     } else if (prev_trap.sa_handler != SIG_IGN) {
         prev_trap.sa_handler(sig);
@@ -341,11 +337,7 @@ static int watch_step(mmk_mirror *m, const mmk_fault *f)
  * with the default action in place faults again and ends the process. */
 static int die_of_segv(void)
 {
-    struct sigaction dfl;
-    memset(&dfl, 0, sizeof dfl);
-    dfl.sa_handler = SIG_DFL;
-    sigemptyset(&dfl.sa_mask);
-    mmk__sys_sigaction(SIGSEGV, &dfl, NULL);
+    mmk__sys_sigdefault(SIGSEGV);
     return MMK_FAULT_RETRY;
 }
 

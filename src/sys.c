@@ -268,6 +268,15 @@ int mmk__sys_sigaction(int sig, const struct sigaction *act, struct sigaction *o
     RESULT(sigaction(sig, act, old) == 0, 0);
 }
 
+int mmk__sys_sigdefault(int sig)
+{
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    sigemptyset(&dfl.sa_mask);
+    return mmk__sys_sigaction(sig, &dfl, NULL);
+}
+
 int mmk__sys_sigmask(int how, const sigset_t *set, sigset_t *old)
 {
     /* pthread_sigmask returns the error number instead of setting errno. */

@@ -67,6 +67,10 @@ int mmk__sys_inject(const char *name, int count, int err);
  * past RLIMIT_FSIZE fails with EFBIG instead of killing) and to restore
  * SIG_DFL before a documented fatal fault. */
 int mmk__sys_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+/* Put sig back to its default action (SIG_DFL).  Async-signal-safe; the
+ * fatal paths use it so that re-running a faulting access ends the process
+ * with the original signal, whatever handler it had. */
+int mmk__sys_sigdefault(int sig);
 /* pthread_sigmask(3): the calling thread's signal mask.  Async-signal-safe. */
 int mmk__sys_sigmask(int how, const sigset_t *set, sigset_t *old);
 /* flock(2) (LOCK_SH, LOCK_EX, LOCK_UN, | LOCK_NB).  Retries EINTR. */
