@@ -8,13 +8,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/xattr.h>
+#include <time.h>
 #include <unistd.h>
 
 static size_t page_size_cached;
@@ -34,11 +38,13 @@ size_t mmk__page_size(void)
 /* ---- fault injection ---------------------------------------------------- */
 
 enum { INJ_MMAP, INJ_MUNMAP, INJ_MPROTECT, INJ_MREMAP, INJ_MEMFD, INJ_OPEN,
-       INJ_FTRUNCATE, INJ_FALLOCATE, INJ_FSYNC, INJ_WRITE, INJ_COUNT };
+       INJ_FTRUNCATE, INJ_FALLOCATE, INJ_FSYNC, INJ_WRITE, INJ_SIGACTION,
+       INJ_SIGALTSTACK, INJ_SIGMASK, INJ_FLOCK, INJ_COUNT };
 
 static const char *const inj_names[INJ_COUNT] = {
     "mmap", "munmap", "mprotect", "mremap", "memfd", "open",
-    "ftruncate", "fallocate", "fsync", "write",
+    "ftruncate", "fallocate", "fsync", "write", "sigaction",
+    "sigaltstack", "sigmask", "flock",
 };
 
 static struct { atomic_int count; int err; } inj[INJ_COUNT];
@@ -264,6 +270,9 @@ int mmk__sys_pwrite_all(int fd, const void *buf, size_t len, off_t off)
 
 int mmk__sys_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
+    int e = injected(INJ_SIGACTION);
+    if (e)
+        return e;
     SAVE_ERRNO;
     RESULT(sigaction(sig, act, old) == 0, 0);
 }
@@ -279,6 +288,9 @@ int mmk__sys_sigdefault(int sig)
 
 int mmk__sys_sigmask(int how, const sigset_t *set, sigset_t *old)
 {
+    int e = injected(INJ_SIGMASK);
+    if (e)
+        return e;
     /* pthread_sigmask returns the error number instead of setting errno. */
     int r = pthread_sigmask(how, set, old);
     return -r;
@@ -286,6 +298,9 @@ int mmk__sys_sigmask(int how, const sigset_t *set, sigset_t *old)
 
 int mmk__sys_flock(int fd, int op)
 {
+    int e = injected(INJ_FLOCK);
+    if (e)
+        return e;
     SAVE_ERRNO;
     int r;
     do
@@ -324,4 +339,50 @@ ssize_t mmk__sys_read(int fd, void *buf, size_t len)
         n = -errno;
     errno = saved_errno_;
     return n;
+}
+
+/* ---- additions for the fault router and mirrors ------------------------- */
+
+int mmk__sys_sigaltstack(const stack_t *ss, stack_t *old)
+{
+    int e = injected(INJ_SIGALTSTACK);
+    if (e)
+        return e;
+    SAVE_ERRNO;
+    RESULT(sigaltstack(ss, old) == 0, 0);
+}
+
+int mmk__sys_raise(int sig)
+{
+    SAVE_ERRNO;
+    RESULT(raise(sig) == 0, 0);
+}
+
+void mmk__sys_yield(void)
+{
+    SAVE_ERRNO;
+    sched_yield();
+    errno = saved_errno_;
+}
+
+void mmk__sys_nanosleep(long ns)
+{
+    SAVE_ERRNO;
+    struct timespec ts = { 0, ns };
+    nanosleep(&ts, NULL);
+    errno = saved_errno_;
+}
+
+int mmk__sys_futex_wait(atomic_int *word, int val)
+{
+    SAVE_ERRNO;
+    long r = syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+    RESULT(r == 0, 0);
+}
+
+int mmk__sys_futex_wake(atomic_int *word, int n)
+{
+    SAVE_ERRNO;
+    long r = syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+    RESULT(r >= 0, (int)r);
 }

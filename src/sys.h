@@ -73,7 +73,8 @@ int mmk__sys_sigaction(int sig, const struct sigaction *act, struct sigaction *o
 int mmk__sys_sigdefault(int sig);
 /* pthread_sigmask(3): the calling thread's signal mask.  Async-signal-safe. */
 int mmk__sys_sigmask(int how, const sigset_t *set, sigset_t *old);
-/* flock(2) (LOCK_SH, LOCK_EX, LOCK_UN, | LOCK_NB).  Retries EINTR. */
+/* flock(2) (LOCK_SH, LOCK_EX, LOCK_UN, | LOCK_NB).  Retries EINTR.
+ * Injectable as "flock". */
 int mmk__sys_flock(int fd, int op);
 /* fgetxattr(2).  Returns the value's length. */
 int mmk__sys_fgetxattr(int fd, const char *name, void *buf, size_t len);
@@ -88,5 +89,26 @@ int mmk__sys_unlink(const char *path);
 ssize_t mmk__sys_read(int fd, void *buf, size_t len);
 /* pwrite(2) of all of buf at off (retries short writes and EINTR). */
 int mmk__sys_pwrite_all(int fd, const void *buf, size_t len, off_t off);
+
+/* ---- additions for the fault router and mirrors (src/fault.c, mirror.c) - */
+
+#include <stdatomic.h>
+
+/* sigaltstack(2).  Injectable as "sigaltstack" (sigaction and sigmask are
+ * injectable as "sigaction" and "sigmask" too). */
+int mmk__sys_sigaltstack(const stack_t *ss, stack_t *old);
+/* Send sig to the calling thread (raise(3)).  Async-signal-safe. */
+int mmk__sys_raise(int sig);
+/* sched_yield(2). */
+void mmk__sys_yield(void);
+/* nanosleep(2) for ns nanoseconds (< 1 s); a signal may end it early. */
+void mmk__sys_nanosleep(long ns);
+/*
+ * futex(2) on a process-private word: wait while *word == val (returns 0,
+ * or -EAGAIN / -EINTR / -errno; spurious wake-ups happen), wake up to n
+ * waiters (returns how many were woken).  Async-signal-safe.
+ */
+int mmk__sys_futex_wait(atomic_int *word, int val);
+int mmk__sys_futex_wake(atomic_int *word, int n);
 
 #endif
