@@ -7,6 +7,7 @@
  * the fault handler.
  */
 #include "mmkit.h"
+#include "fault.h"
 #include "sys.h"
 #include "view.h"
 
@@ -39,8 +40,10 @@ static void madvise_all(int advice)
         mmk__sys_madvise(mmk__pool.win, (size_t)mmk__pool.max_pages * page_size(), advice);
 }
 
+/* The fault router's writer lock comes before the engine lock (fault.h). */
 static void atfork_prepare(void)
 {
+    mmk__fault_fork_prepare();
     mmk__vm_lock();
     madvise_all(MADV_DONTFORK);
 }
@@ -49,6 +52,7 @@ static void atfork_parent(void)
 {
     madvise_all(MADV_DOFORK);
     mmk__vm_unlock();
+    mmk__fault_fork_parent();
 }
 
 static void atfork_child(void)
@@ -56,6 +60,7 @@ static void atfork_child(void)
     mmk__forked_child = 1;
     mmk__protect_forked();
     mmk__vm_unlock();
+    mmk__fault_fork_child();
 }
 
 static void register_atfork(void)
