@@ -26,6 +26,7 @@
  * run them without watch mode.
  */
 #include "mmkit.h"
+#include "fault.h"
 #include "mirror.h"
 #include "report.h"
 #include "sys.h"
@@ -46,6 +47,12 @@
 #define F_SEAL_FUTURE_WRITE 0x0010 /* Linux 5.1; older headers lack it */
 #endif
 
+struct policy {
+    unsigned policy;
+    mmk_fault_fn cb;
+    void *ctx;
+};
+
 struct mmk_mirror {
     char *rw;            /* read-write view; the reservation starts here */
     char *ro;            /* read-only view, rw + size */
@@ -58,11 +65,15 @@ struct mmk_mirror {
     atomic_ulong transitions; /* guard mode: windows opened + closed; see
                                  watch_close_slot */
     unsigned depth;      /* nesting of the owner's window; owner-only */
-    atomic_uint policy;
-    _Atomic(mmk_fault_fn) cb;
-    _Atomic(void *) cb_ctx;
+    /* The policy, its callback and ctx: one immutable triple, published with
+     * one pointer store (see mmk_mirror_set_policy). */
+    _Atomic(const struct policy *) policy;
+    struct policy policy_slot[2];
+    pthread_mutex_t policy_lock; /* serialises set_policy */
     atomic_size_t strays;
 };
+
+static const struct policy default_policy = { MMK_MIRROR_ABORT, NULL, NULL };
 
 #define KNOWN_FLAGS MMK_MIRROR_GUARD
 
@@ -276,7 +287,7 @@ static void on_trap(int sig, siginfo_t *si, void *uctx)
         prev_trap.sa_sigaction(sig, si, uctx);
     } else if (prev_trap.sa_handler == SIG_DFL) {
         mmk__sys_sigdefault(SIGTRAP);
-        raise(SIGTRAP); /* a trap does not recur on return: send it again */
+        mmk__sys_raise(SIGTRAP); /* a trap does not recur on return: send it again */
     } else if (prev_trap.sa_handler != SIG_IGN) {
         prev_trap.sa_handler(sig);
     }
@@ -370,13 +381,12 @@ static int mirror_fault(const mmk_fault *f, void *ctx)
         kind = f->write == 1 ? "write" : f->write == 0 ? "read" : "access";
     }
     atomic_fetch_add(&m->strays, 1);
-    switch (atomic_load(&m->policy)) {
-    case MMK_MIRROR_CALLBACK: {
-        mmk_fault_fn cb = atomic_load(&m->cb);
-        if (cb)
-            return cb(f, atomic_load(&m->cb_ctx));
+    const struct policy *p = atomic_load(&m->policy);
+    switch (p->policy) {
+    case MMK_MIRROR_CALLBACK:
+        if (p->cb)
+            return p->cb(f, p->ctx);
         break;
-    }
 #if WATCH_SUPPORTED
     case MMK_MIRROR_WATCH:
         report(m, "watched", kind, a, off);
@@ -417,9 +427,8 @@ static mmk_mirror *mirror_new(int fd, size_t size, unsigned flags)
     pthread_mutex_init(&m->lock, NULL);
     atomic_init(&m->owner, 0);
     atomic_init(&m->transitions, 0);
-    atomic_init(&m->policy, MMK_MIRROR_ABORT);
-    atomic_init(&m->cb, NULL);
-    atomic_init(&m->cb_ctx, NULL);
+    atomic_init(&m->policy, &default_policy);
+    pthread_mutex_init(&m->policy_lock, NULL);
     atomic_init(&m->strays, 0);
     load_unwinder();
     m->area = mmk_area_register(base, 2 * size, mirror_fault, m);
@@ -428,6 +437,7 @@ static mmk_mirror *mirror_new(int fd, size_t size, unsigned flags)
         mmk__sys_munmap(base, 2 * size);
         mmk__sys_close(fd);
         pthread_mutex_destroy(&m->lock);
+        pthread_mutex_destroy(&m->policy_lock);
         free(m);
         errno = e;
         return NULL;
@@ -529,6 +539,7 @@ int mmk_mirror_destroy(mmk_mirror *m)
     mmk__sys_munmap(m->rw, 2 * m->size);
     mmk__sys_close(m->fd);
     pthread_mutex_destroy(&m->lock);
+    pthread_mutex_destroy(&m->policy_lock);
     free(m);
     return 0;
 }
@@ -557,7 +568,7 @@ int mmk_mirror_fd(const mmk_mirror *m)
 
 size_t mmk_mirror_strays(const mmk_mirror *m)
 {
-    return m ? atomic_load(&((mmk_mirror *)m)->strays) : 0;
+    return m ? atomic_load(&m->strays) : 0;
 }
 
 /* Offset of p in the mirror, or -1 (errno set) if p is in neither view. */
@@ -673,9 +684,23 @@ int mmk_mirror_set_policy(mmk_mirror *m, unsigned policy, mmk_fault_fn cb, void 
     default:
         return -EINVAL;
     }
-    /* The callback first, then the policy that makes it reachable. */
-    atomic_store(&m->cb_ctx, ctx);
-    atomic_store(&m->cb, cb);
-    atomic_store(&m->policy, policy);
+    /*
+     * The handler reads the triple through one pointer, so it sees either
+     * the old triple or the new one, never the old callback with the new
+     * ctx.  The new triple is written into the slot that is not published;
+     * the grace period after publishing waits for every handler that may
+     * still be reading the old slot, so the next call may overwrite it.
+     * A side effect worth promising: once this returns, no thread runs the
+     * old callback any more.
+     */
+    if (mmk__fault_in_handler())
+        return -EDEADLK;
+    pthread_mutex_lock(&m->policy_lock);
+    const struct policy *cur = atomic_load(&m->policy);
+    struct policy *next = cur == &m->policy_slot[0] ? &m->policy_slot[1] : &m->policy_slot[0];
+    *next = (struct policy){ policy, cb, ctx };
+    atomic_store(&m->policy, next);
+    mmk__fault_synchronize(); /* cannot fail: not in a handler */
+    pthread_mutex_unlock(&m->policy_lock);
     return 0;
 }
