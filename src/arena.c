@@ -62,12 +62,13 @@
  * trims a file longer than its reservation: it cannot see the bytes there.
  */
 #include "mmkit.h"
+#include "fault.h"
 #include "report.h"
 #include "sys.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -98,7 +99,7 @@ struct mmk_arena {
     atomic_size_t bump;     /* allocation pointer */
     atomic_size_t min_chunk, max_chunk;
     atomic_int truncate_growth; /* fallocate unsupported: serialized ftruncate */
-    atomic_flag grow_lock;
+    atomic_ulong grow_lock; /* 0, or the fork generation of the holder + 1 */
     atomic_size_t faults, grows;
     unsigned long gen;      /* distinguishes this open from earlier ones */
     char name[NAME_LEN];
@@ -140,18 +141,69 @@ static void note_size(mmk_arena *a, size_t n)
         ;
 }
 
-static int file_size(mmk_arena *a, size_t *out)
+/* The file's size now (an fstat), changing nothing: the accessors that take
+ * a const handle use this one. */
+static int fstat_size(const mmk_arena *a, size_t *out)
 {
     struct stat st;
     int r = mmk__sys_fstat(a->fd, &st);
     if (r < 0)
         return r;
     *out = (size_t)st.st_size;
-    note_size(a, *out);
     return 0;
 }
 
+/* The same, also raising the size seen (a lower bound kept for alloc). */
+static int file_size(mmk_arena *a, size_t *out)
+{
+    int r = fstat_size(a, out);
+    if (r == 0)
+        note_size(a, *out);
+    return r;
+}
+
 /* ---- growth (async-signal-safe) ----------------------------------------- */
+
+/*
+ * The growth spin lock and fork().  A thread of the parent may hold an
+ * arena's lock when another thread forks; the child inherits the locked
+ * word but not the thread, and an anonymous arena must stay growable in the
+ * child (mmk_arena(3)).  So the lock word holds the fork generation of the
+ * process that took it (plus one): each child of fork() counts one
+ * generation more than its parent, and a word held by an earlier generation
+ * was taken by a thread that does not exist here and is taken over.  (The
+ * parent's record lock on the file is its own: the child's F_SETLKW still
+ * waits for the parent's ftruncate.)
+ */
+static atomic_ulong fork_generation;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void arena_fork_child(void)
+{
+    atomic_fetch_add(&fork_generation, 1);
+}
+
+static void register_atfork(void)
+{
+    pthread_atfork(NULL, NULL, arena_fork_child);
+}
+
+/* pre: every signal blocked (nothing under the lock can fault or re-enter). */
+static void grow_lock(mmk_arena *a)
+{
+    unsigned long mine = atomic_load(&fork_generation) + 1;
+    for (;;) {
+        unsigned long cur = 0;
+        if (atomic_compare_exchange_weak_explicit(&a->grow_lock, &cur, mine,
+                                                  memory_order_acquire, memory_order_relaxed))
+            return;
+        if (cur != 0 && cur != mine &&
+            atomic_compare_exchange_strong_explicit(&a->grow_lock, &cur, mine,
+                                                    memory_order_acquire, memory_order_relaxed))
+            return; /* held by a thread of an ancestor process: taken over */
+        mmk__sys_yield();
+    }
+}
 
 /*
  * ftruncate growth for filesystems without fallocate and for memfds.  Both
@@ -163,8 +215,7 @@ static int extend_by_truncate(mmk_arena *a, size_t to)
     sigset_t all, old;
     sigfillset(&all);
     mmk__sys_sigmask(SIG_BLOCK, &all, &old);
-    while (atomic_flag_test_and_set_explicit(&a->grow_lock, memory_order_acquire))
-        sched_yield();
+    grow_lock(a);
     /* A file's other handles have open file descriptions of their own: an
      * OFD lock excludes them.  A memfd is only ever shared by fork(), that
      * is through one open file description, which an OFD lock cannot split:
@@ -185,7 +236,7 @@ static int extend_by_truncate(mmk_arena *a, size_t to)
         fl.l_type = F_UNLCK;
         mmk__sys_fcntl(a->fd, setlk, (long)(uintptr_t)&fl);
     }
-    atomic_flag_clear_explicit(&a->grow_lock, memory_order_release);
+    atomic_store_explicit(&a->grow_lock, 0, memory_order_release);
     mmk__sys_sigmask(SIG_SETMASK, &old, NULL);
     return r;
 }
@@ -366,7 +417,7 @@ static size_t scan_back(const unsigned char *p, size_t lo, size_t hi)
  * SEEK_DATA support each window is scanned whole.  pre: the file is at least
  * `to` bytes long.
  */
-static size_t last_nonzero(mmk_arena *a, size_t from, size_t to)
+static size_t last_nonzero(const mmk_arena *a, size_t from, size_t to)
 {
     const unsigned char *p = (const unsigned char *)a->base;
     size_t window = DEFAULT_MIN_CHUNK;
@@ -408,11 +459,11 @@ static size_t last_nonzero(mmk_arena *a, size_t from, size_t to)
  * goes on past the reservation (grown by a handle with a larger one): what
  * lies there cannot be scanned.
  */
-static size_t used_in_view(mmk_arena *a, int *beyond)
+static size_t used_in_view(const mmk_arena *a, int *beyond)
 {
     size_t bump = atomic_load(&a->bump), size;
     *beyond = 0;
-    if (file_size(a, &size) < 0)
+    if (fstat_size(a, &size) < 0)
         return bump;
     if (size > a->reserve) {
         *beyond = 1;
@@ -421,18 +472,18 @@ static size_t used_in_view(mmk_arena *a, int *beyond)
     return size > bump ? last_nonzero(a, bump, size) : bump;
 }
 
-static size_t compute_used(mmk_arena *a)
+static size_t compute_used(const mmk_arena *a)
 {
     int beyond;
     size_t used = used_in_view(a, &beyond), size;
     /* Past the reservation, all of the file counts. */
-    if (beyond && file_size(a, &size) == 0 && size > used)
+    if (beyond && fstat_size(a, &size) == 0 && size > used)
         used = size;
     return used;
 }
 
 /* The used size recorded in the xattr, or SIZE_MAX if none can be read. */
-static size_t recorded_used(mmk_arena *a)
+static size_t recorded_used(const mmk_arena *a)
 {
     char buf[24];
     int n = mmk__sys_fgetxattr(a->fd, XATTR_USED, buf, sizeof buf - 1);
@@ -610,6 +661,7 @@ mmk_arena *mmk_arena_open(const char *path, size_t reserve, unsigned flags)
         return fail(NULL, NULL, ENOMEM); /* more than the address space holds */
     reserve = page_up(reserve, page);
 
+    pthread_once(&atfork_once, register_atfork);
     mmk_arena *a = calloc(1, sizeof *a);
     if (!a)
         return fail(NULL, NULL, ENOMEM);
@@ -622,7 +674,7 @@ mmk_arena *mmk_arena_open(const char *path, size_t reserve, unsigned flags)
     a->gen = atomic_fetch_add(&open_generation, 1) + 1;
     atomic_init(&a->min_chunk, DEFAULT_MIN_CHUNK);
     atomic_init(&a->max_chunk, DEFAULT_MAX_CHUNK);
-    atomic_flag_clear(&a->grow_lock);
+    atomic_init(&a->grow_lock, 0);
     int writable = !(flags & MMK_ARENA_RDONLY);
     int trunc = (flags & MMK_ARENA_TRUNC) != 0;
 
@@ -715,24 +767,30 @@ int mmk_arena_close(mmk_arena *a)
 {
     if (!a)
         return -EINVAL;
+    /* Unregistering from inside a fault handler would wait for itself:
+     * refuse before anything is changed, the handle stays usable. */
+    if (mmk__fault_in_handler())
+        return -EDEADLK;
     int r = 0;
     if (!a->anon && !(a->flags & MMK_ARENA_RDONLY)) {
-        /* Trim only when no other handle has the file open; the used size is
-         * measured after that is known, so that no other handle can write
-         * past it before the trim. */
+        /* Trim only when no other handle has the file open, that is when the
+         * exclusive lock was granted: EWOULDBLOCK says another handle holds
+         * it, and any other error (no flock here) says nothing, so the file
+         * is left as it is.  The used size is measured after that is known,
+         * so that no other handle can write past it before the trim. */
         int lk = mmk__sys_flock(a->fd, LOCK_EX | LOCK_NB), beyond;
         size_t size, used = record_used(a, used_in_view(a, &beyond), 1);
         /* A file longer than our reservation holds bytes we cannot see: it
          * is never trimmed (the next handle that sees it all will). */
-        if (lk != -EWOULDBLOCK && !beyond && file_size(a, &size) == 0 && size > used)
+        if (lk == 0 && !beyond && file_size(a, &size) == 0 && size > used)
             r = mmk__sys_ftruncate(a->fd, (off_t)used);
         int s = mmk__sys_fsync(a->fd);
         if (r == 0)
             r = s;
     }
-    int u = mmk_area_unregister(a->area);
-    if (r == 0)
-        r = u;
+    /* Cannot fail here: a valid area, outside any handler (fault.c keeps
+     * what unregistering needs ready).  After it no handler of ours runs. */
+    mmk_area_unregister(a->area);
     mmk__sys_munmap(a->base, a->reserve);
     mmk__sys_close(a->fd); /* also drops the flock */
     free(a);
@@ -749,14 +807,14 @@ size_t mmk_arena_size(const mmk_arena *a)
     if (!a)
         return 0;
     size_t n;
-    if (file_size((mmk_arena *)a, &n) < 0)
+    if (fstat_size(a, &n) < 0)
         n = atomic_load(&a->size);
     return n > a->reserve ? a->reserve : n;
 }
 
 size_t mmk_arena_used(const mmk_arena *a)
 {
-    return a ? compute_used((mmk_arena *)a) : 0;
+    return a ? compute_used(a) : 0;
 }
 
 int mmk_arena_reserve(mmk_arena *a, size_t len)
@@ -837,6 +895,12 @@ int mmk_arena_set_growth(mmk_arena *a, size_t min_chunk, size_t max_chunk)
         max_chunk = min_chunk > DEFAULT_MAX_CHUNK ? min_chunk : DEFAULT_MAX_CHUNK;
     if (min_chunk > max_chunk)
         return -EINVAL;
+    /* A chunk larger than the reservation grows the file to all of it: clamp
+     * before rounding up, which would wrap for sizes near SIZE_MAX. */
+    if (min_chunk > a->reserve)
+        min_chunk = a->reserve;
+    if (max_chunk > a->reserve)
+        max_chunk = a->reserve;
     atomic_store(&a->min_chunk, page_up(min_chunk, a->page));
     atomic_store(&a->max_chunk, page_up(max_chunk, a->page));
     return 0;
