@@ -1,6 +1,7 @@
 /* error.c - mmk_strerror and mmk_version. */
 #include "mmkit.h"
 
+#include <limits.h>
 #include <string.h>
 
 /* strerror() is not guaranteed thread-safe; strerrordesc_np (glibc >= 2.32)
@@ -9,6 +10,8 @@ extern const char *strerrordesc_np(int errnum);
 
 const char *mmk_strerror(int err)
 {
+    if (err == INT_MIN)
+        return "unknown error"; /* -INT_MIN does not exist */
     if (err < 0)
         err = -err;
     switch (err) {
