@@ -1076,6 +1076,8 @@ Test(arena, growth_race_is_never_fatal, .init = setup, .fini = teardown)
     char err[1024];
     int st = run_child(growth_race_rounds, NULL, err, sizeof err);
     cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "anonymous: status %#x, stderr: %s", st, err);
+    st = run_child(growth_race_rounds, path_of("race"), err, sizeof err);
+    cr_expect(WIFEXITED(st) && WEXITSTATUS(st) == 0, "file: status %#x, stderr: %s", st, err);
 }
 
 #define FORK_SPAN (64 * MiB)
