@@ -1,6 +1,14 @@
 # mmkit - GNU make build.  `make help` lists the targets.
+# The version lives here.  include/mmkit.h repeats it as MMK_VERSION_*:
+# src/error.c fails to build when the two disagree (see VERSION_DEFS), and
+# tests/cli/symbols.sh checks the string too.
 VERSION     := 0.1.0
 SOVERSION   := 0
+VERSION_NUMS := $(subst ., ,$(VERSION))
+VERSION_DEFS := -DMMK_BUILD_VERSION_MAJOR=$(word 1,$(VERSION_NUMS)) \
+                -DMMK_BUILD_VERSION_MINOR=$(word 2,$(VERSION_NUMS)) \
+                -DMMK_BUILD_VERSION_PATCH=$(word 3,$(VERSION_NUMS)) \
+                -DMMK_BUILD_VERSION_STRING='"$(VERSION)"'
 PREFIX      ?= /usr/local
 LIBDIR      ?= $(PREFIX)/lib
 INCLUDEDIR  ?= $(PREFIX)/include
@@ -19,7 +27,7 @@ ifeq ($(SAN),1)
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
 ALL_CFLAGS  := $(BASE) $(CFLAGS) $(SANFLAGS)
-LIB_CFLAGS  := $(ALL_CFLAGS) -fPIC -fvisibility=hidden
+LIB_CFLAGS  := $(ALL_CFLAGS) -fPIC -fvisibility=hidden $(VERSION_DEFS)
 LDLIBS      := -pthread
 
 # Evaluated when the recipe runs, after `deps` may have installed Criterion.
@@ -59,6 +67,9 @@ help:
 $(B)/obj/%.o: src/%.c include/mmkit.h $(wildcard src/*.h) | $(B)/obj
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
 
+# error.c checks the header's version against VERSION.
+$(B)/obj/error.o: Makefile
+
 $(B)/obj/tools/%.o: tools/%.c include/mmkit.h $(wildcard tools/*.h) | $(B)/obj/tools
 	$(CC) $(ALL_CFLAGS) -Itools -c $< -o $@
 
@@ -69,8 +80,10 @@ $(STATIC): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
+# -z defs: a symbol the library uses but nothing defines fails the link,
+# not the first program that loads it.
 $(SHARED): $(LIB_OBJ) src/libmmkit.map
-	$(CC) -shared $(ALL_CFLAGS) -Wl,-soname,libmmkit.so.$(SOVERSION) \
+	$(CC) -shared $(ALL_CFLAGS) -Wl,-soname,libmmkit.so.$(SOVERSION) -Wl,-z,defs \
 	    -Wl,--version-script=src/libmmkit.map -o $@ $(LIB_OBJ) $(LDLIBS)
 	ln -sf libmmkit.so.$(VERSION) $(B)/libmmkit.so.$(SOVERSION)
 	ln -sf libmmkit.so.$(SOVERSION) $(B)/libmmkit.so

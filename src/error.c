@@ -4,6 +4,19 @@
 #include <limits.h>
 #include <string.h>
 
+/*
+ * The version is set in the Makefile (VERSION) and repeated in mmkit.h: the
+ * build passes the Makefile's numbers in, and a mismatch stops it here.
+ */
+#if defined(MMK_BUILD_VERSION_MAJOR)
+#if MMK_BUILD_VERSION_MAJOR != MMK_VERSION_MAJOR || MMK_BUILD_VERSION_MINOR != MMK_VERSION_MINOR || \
+    MMK_BUILD_VERSION_PATCH != MMK_VERSION_PATCH
+#error "MMK_VERSION_* in include/mmkit.h disagree with VERSION in the Makefile"
+#endif
+_Static_assert(sizeof MMK_BUILD_VERSION_STRING == sizeof MMK_VERSION_STRING,
+               "MMK_VERSION_STRING in include/mmkit.h disagrees with VERSION in the Makefile");
+#endif
+
 /* strerror() is not guaranteed thread-safe; strerrordesc_np (glibc >= 2.32)
  * returns a static description. */
 extern const char *strerrordesc_np(int errnum);
