@@ -1,7 +1,8 @@
 #!/bin/sh
 # Run every test program in BUILD/tests (Criterion suites, each test in its
 # own process) and every tests/cli/*.sh script, each under a timeout, and end
-# with one line: "N passed, N failed, N skipped".  Exit 1 on any failure.
+# with the kernel version and one line: "N passed, N failed, N skipped".
+# Exit 1 on any failure.
 B=${1:-build}
 export MMKIT_BUILD="$B"
 pass=0 fail=0 skip=0 failed_names=""
@@ -45,5 +46,6 @@ for t in tests/cli/*.sh; do
     printf '%-28s %s\n' "$name" "$r"
 done
 [ -n "$failed_names" ] && echo "failed:$failed_names"
+echo "kernel $(uname -r) ($(uname -m)), build $B"
 echo "$pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]
