@@ -84,9 +84,10 @@ MMK_API const char *mmk_strerror(int err);
  * example mprotect or mmap over the page): the faulting instruction runs again.
  * It returns MMK_FAULT_PASS to decline: the fault goes to the previous handler
  * exactly as if mmkit were not there - an SA_SIGINFO or plain handler is
- * called; SIG_DFL (or SIG_IGN for a real fault) makes the process die of the
- * original signal, core dump included.  A fault outside every area is passed
- * the same way.
+ * called, with its sa_mask (and the signal, unless SA_NODEFER) blocked, and
+ * only once if it had SA_RESETHAND; SIG_DFL (or SIG_IGN for a real fault)
+ * makes the process die of the original signal, core dump included.  A fault
+ * outside every area is passed the same way.
  *
  * fn must be async-signal-safe: no malloc, no stdio, no locks that the
  * faulting thread might hold.  It must return (siglongjmp out of fn is not
@@ -98,6 +99,9 @@ MMK_API const char *mmk_strerror(int err);
  * Lookup is lock-free (a two-level sorted table, published atomically, two
  * binary searches): O(log areas).  Register and unregister are thread-safe
  * and may run while other threads fault.
+ *
+ * fork(): the child keeps the areas and may use every call, even when other
+ * threads of the parent were inside handlers or changing the table.
  *
  * Stack overflow: a handler can only run on a thread whose stack has
  * overflowed if that thread has an alternate signal stack.  Call
@@ -129,9 +133,12 @@ MMK_API mmk_area *mmk_area_register(void *start, size_t len, mmk_fault_fn fn, vo
 
 /*
  * Remove an area.  Returns only when no handler of that area is still running
- * on any thread, so ctx may be freed afterwards.  -EINVAL for NULL or an area
- * that is not registered; -EDEADLK when called from inside a fault handler
- * (that would wait for itself).
+ * on any thread, so ctx may be freed afterwards.  Cannot fail for a valid
+ * handle outside a handler (what it needs is set aside at register time).
+ * -EINVAL for NULL or a handle that is not registered: handles are never
+ * reused, so a stale one (already unregistered, even if another area now
+ * sits at the same address) is refused; -EDEADLK when called from inside a
+ * fault handler (that would wait for itself; nothing changes).
  */
 MMK_API int mmk_area_unregister(mmk_area *area);
 
@@ -310,9 +317,11 @@ MMK_API mmk_mirror *mmk_mirror_open_fd(int fd, unsigned flags);
  *
  * cb and ctx are used only with MMK_MIRROR_CALLBACK (cb is required there and
  * must be NULL otherwise).  Returns 0, or -EINVAL for NULL m, an unknown
- * policy or a wrong cb.  Thread-safe; changing the policy while another
- * thread is inside a stray-access report of the same mirror gives that
- * report the old or the new policy.
+ * policy or a wrong cb, -EDEADLK from inside a fault handler (a callback
+ * cannot change the policy; nothing changes).  Thread-safe: policy, cb and
+ * ctx change together (a stray access sees the old triple or the new one,
+ * never a mix), and when the call returns no thread runs the old callback
+ * any more (it waits for those running).
  */
 enum { MMK_MIRROR_ABORT = 0, MMK_MIRROR_CALLBACK = 1, MMK_MIRROR_WATCH = 2 };
 MMK_API int mmk_mirror_set_policy(mmk_mirror *m, unsigned policy, mmk_fault_fn cb, void *ctx);
@@ -366,7 +375,9 @@ MMK_API int mmk_ring_destroy(mmk_ring *r);
  * under a lock that can never self-deadlock.  Growth from several threads
  * and from several processes that opened the same file (or that share an
  * anonymous arena through fork()) is correct: a process whose view is
- * behind finds the file long enough and just retries.
+ * behind finds the file long enough and just retries.  A child of fork()
+ * may grow and close an inherited arena, and open new ones, even if other
+ * threads of the parent were growing arenas or taking faults as it forked.
  *
  * Used size.  "Used" is max(allocation pointer, offset of the last non-zero
  * byte + 1).  The allocation pointer starts at the used size found at open
@@ -441,9 +452,11 @@ MMK_API mmk_arena *mmk_arena_open(const char *path, size_t reserve, unsigned fla
  * in this or another process, still has the file open, and for a file
  * longer than this handle's reservation), record the used size (extended
  * attribute user.mmkit.used; never lower than what another handle recorded
- * there) and fsync.  Then unmap and free.
+ * there) and fsync.  The trim needs the exclusive flock(2): on a filesystem
+ * without flock the file keeps its growth slack.  Then unmap and free.
  * The handle is gone even on error; the error is the first of ftruncate /
- * fsync (-EIO, ...).  -EINVAL for NULL.
+ * fsync (-EIO, ...).  -EINVAL for NULL; -EDEADLK from inside a fault handler
+ * (then nothing happened and the handle is still open).
  */
 MMK_API int    mmk_arena_close(mmk_arena *a);
 
@@ -497,7 +510,8 @@ MMK_API int    mmk_arena_sync(mmk_arena *a);
  * Set the growth chunk range (rounded up to pages; 0 for a default): each
  * growth extends the file by its current size clamped to [min_chunk,
  * max_chunk].  Larger chunks mean fewer faults and more slack until close.
- * -EINVAL for NULL or min_chunk > max_chunk.
+ * Values above the reservation are clamped to it (SIZE_MAX: grow to the
+ * whole reservation at once).  -EINVAL for NULL or min_chunk > max_chunk.
  */
 MMK_API int    mmk_arena_set_growth(mmk_arena *a, size_t min_chunk, size_t max_chunk);
 
