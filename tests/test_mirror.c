@@ -622,7 +622,11 @@ static void *race_windows(void *arg)
     const volatile char *seen = (const char *)mmk_mirror_ro(r->m) + RACE_OFF;
     unsigned seed = 12345;
     long lat = 35000; /* value landed -> poke returned; measured below */
-    for (int i = 0; i < r->rounds && !atomic_load(&r->stop); i++) {
+    /* A time budget as well as a round count: under a sanitizer on a loaded
+     * machine one round costs milliseconds (a report and backtrace per
+     * watched access).  Fewer rounds check less, never wrongly. */
+    long deadline = now_ns() + 30 * 1000000000L;
+    for (int i = 0; i < r->rounds && !atomic_load(&r->stop) && now_ns() < deadline; i++) {
         unsigned long it = atomic_load(&r->iters);
         size_t s0 = mmk_mirror_strays(r->m);
         while (mmk_mirror_strays(r->m) == s0 && !atomic_load(&r->stop))
