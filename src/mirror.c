@@ -294,6 +294,29 @@ static void on_trap(int sig, siginfo_t *si, void *uctx)
     errno = saved_errno;
 }
 
+/* trap_lock is held across fork() so that a child never inherits it locked
+ * by a thread it does not have (a watch policy set in the child would wait
+ * for it forever).  Nothing waits for anything else while holding it. */
+static void trap_fork_prepare(void)
+{
+    pthread_mutex_lock(&trap_lock);
+}
+
+static void trap_fork_parent(void)
+{
+    pthread_mutex_unlock(&trap_lock);
+}
+
+static void trap_fork_child(void)
+{
+    pthread_mutex_init(&trap_lock, NULL);
+}
+
+__attribute__((constructor)) static void trap_atfork_init(void)
+{
+    pthread_atfork(trap_fork_prepare, trap_fork_parent, trap_fork_child);
+}
+
 static int install_trap_handler(void)
 {
     int r = 0;
