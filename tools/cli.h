@@ -7,6 +7,8 @@
 
 /* Subcommands: each returns the process exit status. */
 int cmd_demo(int argc, char **argv);
+int cmd_ipcs(int argc, char **argv);  /* tools/ipcs.c */
+int cmd_ipcrm(int argc, char **argv); /* tools/ipcs.c */
 
 /*
  * Demo chapters.  Each prints a short, readable account of one module at
