@@ -22,7 +22,7 @@
 static char shm_parent[PATH_MAX];
 static char shm_dir[PATH_MAX + 16];
 
-static void shm_setup(void)
+__attribute__((unused)) static void shm_setup(void)
 {
     const char *t = getenv("TMPDIR");
     snprintf(shm_parent, sizeof shm_parent, "%s/mmk-shm-test-XXXXXX", t && *t ? t : "/tmp");
@@ -34,7 +34,7 @@ static void shm_setup(void)
     cr_assert_eq(setenv("MMKIT_SHM_DIR", shm_dir, 1), 0);
 }
 
-static void shm_teardown(void)
+__attribute__((unused)) static void shm_teardown(void)
 {
     char cmd[PATH_MAX + 32];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", shm_parent);
@@ -43,13 +43,13 @@ static void shm_teardown(void)
 }
 
 /* A key no other test run uses. */
-static key_t shm_test_key(int n)
+__attribute__((unused)) static key_t shm_test_key(int n)
 {
     return (key_t)(0x4d000000 | ((getpid() & 0xffff) << 8) | (n & 0xff));
 }
 
 /* Number of entries in the store whose name starts with prefix. */
-static int shm_store_count(const char *prefix)
+__attribute__((unused)) static int shm_store_count(const char *prefix)
 {
     char cmd[PATH_MAX + 64];
     snprintf(cmd, sizeof cmd, "ls -A '%s' | grep -c '^%s' || true", shm_dir, prefix);
@@ -62,14 +62,14 @@ static int shm_store_count(const char *prefix)
     return n;
 }
 
-static int shm_wait_exit(pid_t pid)
+__attribute__((unused)) static int shm_wait_exit(pid_t pid)
 {
     int st;
     cr_assert_eq(waitpid(pid, &st, 0), pid);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
 }
 
-static unsigned long shm_nattch(int id)
+__attribute__((unused)) static unsigned long shm_nattch(int id)
 {
     struct shmid_ds ds;
     int r = mmk_shmctl(id, IPC_STAT, &ds);
