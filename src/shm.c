@@ -34,7 +34,10 @@ struct handle {
     int have_meta;
 };
 
-static int h_open(struct mmk__shm_store *s, int id, struct handle *h)
+/* How a call needs the file: no access (O_PATH), reading, or writing. */
+enum { WANT_PATH, WANT_READ, WANT_WRITE };
+
+static int h_open(struct mmk__shm_store *s, int id, struct handle *h, int want)
 {
     char name[32];
     memset(h, 0, sizeof *h);
@@ -44,24 +47,48 @@ static int h_open(struct mmk__shm_store *s, int id, struct handle *h)
     if (id < 0 || id >= MMK__SHM_MAX_IDS)
         return -EINVAL;
     mmk__shm_seg_name(name, sizeof name, id);
-    int fd = mmk__sys_openat(s->dirfd, name, O_PATH | O_NOFOLLOW, 0);
+    /* Attached here already: use the table's descriptors and open nothing
+     * (closing a second descriptor would drop the attach locks). */
+    struct mmk__shm_seg *g = mmk__shm_seg_by_id(id);
+    if (g && mmk__sys_fstatat(s->dirfd, name, &h->st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        h->st.st_dev == g->dev && h->st.st_ino == g->ino) {
+        h->g = g;
+        return 0;
+    }
+    static const int flags[] = { O_PATH, O_RDONLY | O_NONBLOCK, O_RDWR | O_NONBLOCK };
+    int fd = mmk__sys_openat(s->dirfd, name, flags[want] | O_NOFOLLOW, 0);
     if (fd == -ENOENT) {
         /* Removed, but still attached here: the id lives on in this process
          * (as the kernel keeps it until the last detach). */
-        h->g = mmk__shm_seg_removed(id);
+        h->g = g ? g : mmk__shm_seg_removed(id);
         if (!h->g)
             return -EINVAL;
+        h->g->removed = 1; /* by another process */
         return mmk__sys_fstat(h->g->rfd >= 0 ? h->g->rfd : h->g->wfd, &h->st);
     }
     if (fd < 0)
         return fd == -ELOOP ? -MMK_ECORRUPT : fd;
-    h->opath = fd;
     int r = mmk__sys_fstat(fd, &h->st);
-    if (r < 0)
-        return r;
-    if (!S_ISREG(h->st.st_mode) || (size_t)h->st.st_size < s->page)
-        return -MMK_ECORRUPT;
+    if (r < 0 || !S_ISREG(h->st.st_mode) || (size_t)h->st.st_size < s->page) {
+        mmk__sys_close(fd);
+        return r < 0 ? r : -MMK_ECORRUPT;
+    }
     h->g = mmk__shm_seg_find(h->st.st_dev, h->st.st_ino);
+    if (h->g) {
+        /* The file is attached here under another name (a hard link): keep
+         * the descriptor with the table's until the last detach. */
+        if (want == WANT_PATH)
+            mmk__sys_close(fd); /* O_PATH descriptors hold no locks */
+        else
+            mmk__shm_seg_keep(h->g, fd);
+        return 0;
+    }
+    if (want == WANT_PATH)
+        h->opath = fd;
+    else if (want == WANT_READ)
+        h->rfd = fd;
+    else
+        h->wfd = fd;
     return 0;
 }
 
@@ -103,7 +130,8 @@ static int h_fd(struct handle *h, int write)
     if (*slot < 0) {
         if (!write && h->wfd >= 0)
             return h->wfd;
-        *slot = reopen(h->opath, write ? O_RDWR : O_RDONLY);
+        int any = h->opath >= 0 ? h->opath : h->rfd >= 0 ? h->rfd : h->wfd;
+        *slot = reopen(any, write ? O_RDWR : O_RDONLY);
     }
     return *slot;
 }
@@ -129,12 +157,12 @@ static int h_meta(struct handle *h)
     return 0;
 }
 
-/* Rewrite one 8-byte header field, if this process may write the file. */
-static void h_put64(struct handle *h, off_t off, int64_t v)
+/* Rewrite 8-byte header fields, if this process may write the file. */
+static void h_put64(struct handle *h, off_t off, const int64_t *v, int n)
 {
     int fd = h_fd(h, 1);
     if (fd >= 0)
-        mmk__sys_pwrite_all(fd, &v, sizeof v, off);
+        mmk__sys_pwrite_all(fd, v, sizeof *v * (size_t)n, off);
 }
 
 /* ---- permissions -------------------------------------------------------------- */
@@ -201,7 +229,7 @@ static int create(struct mmk__shm_store *s, key_t key, size_t size, int flg)
     m.segsz = size;
     m.cuid = geteuid();
     m.cgid = getegid();
-    m.cpid = getpid();
+    m.cpid = mmk__shm_pid();
     m.ctime = now();
     char tmp[48];
     int fd = mmk__shm_create_file(s, &m, (mode_t)(flg & 0777), tmp, sizeof tmp);
@@ -305,7 +333,9 @@ int mmk_shmat(int shmid, const void *shmaddr, int shmflg, void **addr)
     int r = mmk__shm_store(&s);
     if (r < 0)
         goto out_nohandle;
-    r = h_open(s, shmid, &h);
+    int rdonly = (shmflg & SHM_RDONLY) != 0;
+    /* The open is the access check: read, plus write unless SHM_RDONLY. */
+    r = h_open(s, shmid, &h, rdonly ? WANT_READ : WANT_WRITE);
     if (r < 0)
         goto out;
 
@@ -329,10 +359,8 @@ int mmk_shmat(int shmid, const void *shmaddr, int shmflg, void **addr)
         goto out;
     }
 
-    int rdonly = (shmflg & SHM_RDONLY) != 0;
-    /* The open is the access check: read, plus write unless SHM_RDONLY.  A
-     * read-only attach maps an O_RDONLY descriptor, so that mprotect cannot
-     * make it writable (as the kernel refuses for SHM_RDONLY). */
+    /* A read-only attach maps an O_RDONLY descriptor, so that mprotect
+     * cannot make it writable (as the kernel refuses for SHM_RDONLY). */
     int mapfd;
     if (rdonly) {
         if (h.g && h.g->rfd < 0)
@@ -382,8 +410,8 @@ int mmk_shmat(int shmid, const void *shmaddr, int shmflg, void **addr)
     g->nattach++;
     if (g->wfd < 0 && rdonly)
         h_fd(&h, 1); /* may fail: then atime and lpid stay as they were */
-    h_put64(&h, MMK__SHM_OFF_LPID, getpid());
-    h_put64(&h, MMK__SHM_OFF_ATIME, now());
+    int64_t atime_lpid[2] = { now(), mmk__shm_pid() };
+    h_put64(&h, MMK__SHM_OFF_ATIME, atime_lpid, 2);
     if (h.m.flags & MMK__SHM_FLAG_LOCKED)
         mmk__sys_mlock(p, len);
     *addr = p;
@@ -406,9 +434,8 @@ int mmk_shmdt(const void *shmaddr)
         mmk__shm_count_set(g, g->nattach, g->nattach - 1);
         g->nattach--;
         if (g->wfd >= 0) {
-            int64_t pid = getpid(), t = now();
-            mmk__sys_pwrite_all(g->wfd, &pid, sizeof pid, MMK__SHM_OFF_LPID);
-            mmk__sys_pwrite_all(g->wfd, &t, sizeof t, MMK__SHM_OFF_DTIME);
+            int64_t lpid_dtime[2] = { mmk__shm_pid(), now() };
+            mmk__sys_pwrite_all(g->wfd, lpid_dtime, sizeof lpid_dtime, MMK__SHM_OFF_LPID);
         }
         if (g->nattach == 0)
             mmk__shm_seg_release(g);
@@ -513,11 +540,13 @@ static int do_set(struct handle *h, const struct shmid_ds *buf)
         return r;
     char proc[64];
     int fd = h->opath >= 0 ? h->opath : (h->g->rfd >= 0 ? h->g->rfd : h->g->wfd);
+    if (h->opath < 0 && !h->g)
+        return -EBADF;
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", fd);
     uid_t uid = buf->shm_perm.uid;
     gid_t gid = buf->shm_perm.gid;
     if (uid != h->st.st_uid || gid != h->st.st_gid) {
-        if (uid != h->st.st_uid && h->opath >= 0 && h_meta(h) == 0 && live_key(h) != IPC_PRIVATE) {
+        if (uid != h->st.st_uid && h_meta(h) == 0 && live_key(h) != IPC_PRIVATE) {
             /* The key entry's owner follows the file's. */
             char name[32];
             mmk__shm_key_name(name, sizeof name, (key_t)h->m.key);
@@ -532,7 +561,8 @@ static int do_set(struct handle *h, const struct shmid_ds *buf)
     r = mmk__sys_chmod(proc, buf->shm_perm.mode & 0777);
     if (r < 0)
         return r;
-    h_put64(h, MMK__SHM_OFF_CTIME, now());
+    int64_t ctime = now();
+    h_put64(h, MMK__SHM_OFF_CTIME, &ctime, 1);
     return 0;
 }
 
@@ -618,7 +648,10 @@ int mmk_shmctl(int shmid, int cmd, struct shmid_ds *buf)
         r = -EINVAL;
         goto out_nohandle;
     }
-    r = h_open(s, shmid, &h);
+    int stat = cmd == IPC_STAT || cmd == SHM_STAT || cmd == SHM_STAT_ANY;
+    r = h_open(s, shmid, &h, stat ? WANT_READ : WANT_PATH);
+    if (r == -EACCES && stat) /* a 0 mode: fill_stat says what may be said */
+        r = h_open(s, shmid, &h, WANT_PATH);
     if (r < 0)
         goto out;
     switch (cmd) {

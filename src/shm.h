@@ -35,8 +35,10 @@ enum {
     MMK__SHM_OFF_ID = 20,
     MMK__SHM_OFF_FLAGS = 44,
     MMK__SHM_OFF_CTIME = 48,
-    MMK__SHM_OFF_LPID = 56,
-    MMK__SHM_OFF_ATIME = 64,
+    /* atime, lpid, dtime in this order: an attach rewrites atime+lpid and a
+     * detach lpid+dtime, each with one write. */
+    MMK__SHM_OFF_ATIME = 56,
+    MMK__SHM_OFF_LPID = 64,
     MMK__SHM_OFF_DTIME = 72,
 };
 
@@ -124,11 +126,19 @@ struct mmk__shm_seg {
     unsigned nattach; /* attaches in this process */
     int removed;      /* IPC_RMID seen by this process */
     size_t maplen;    /* segment size rounded up to pages */
+    int spare[4];     /* more descriptors of the file, closed on release */
+    int nspare;
 };
 
 /* The one lock of all shm state in this process (also held across fork). */
 void mmk__shm_lock(void);
 void mmk__shm_unlock(void);
+/* getpid(), cached (and renewed in a fork child). */
+pid_t mmk__shm_pid(void);
+/* Keep fd (a descriptor of g's file) open until g is released. */
+void mmk__shm_seg_keep(struct mmk__shm_seg *g, int fd);
+/* The live (not removed) entry with this id, or NULL. */
+struct mmk__shm_seg *mmk__shm_seg_by_id(int id);
 /* The table entry for a file, or NULL. */
 struct mmk__shm_seg *mmk__shm_seg_find(dev_t dev, ino_t ino);
 /* A removed entry with this id, or NULL. */

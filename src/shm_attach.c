@@ -44,6 +44,14 @@ static pthread_mutex_t shm_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 static struct mmk__shm_seg *segs;
 static struct attach *attaches;
+static pid_t cached_pid;
+
+pid_t mmk__shm_pid(void)
+{
+    if (!cached_pid)
+        cached_pid = getpid();
+    return cached_pid;
+}
 
 static int lock_fd(const struct mmk__shm_seg *g)
 {
@@ -74,7 +82,7 @@ static int count_set_pid(struct mmk__shm_seg *g, pid_t pid, unsigned old_n, unsi
 
 int mmk__shm_count_set(struct mmk__shm_seg *g, unsigned old_n, unsigned new_n)
 {
-    return count_set_pid(g, getpid(), old_n, new_n);
+    return count_set_pid(g, mmk__shm_pid(), old_n, new_n);
 }
 
 unsigned long mmk__shm_nattch(int fd, unsigned own_nattach)
@@ -135,7 +143,8 @@ static void fork_parent(void)
 static void fork_child(void)
 {
     /* The child inherited the mappings and descriptors, not the locks. */
-    pid_t pid = getpid();
+    cached_pid = 0;
+    pid_t pid = mmk__shm_pid();
     for (struct mmk__shm_seg *g = segs; g; g = g->next)
         count_set_pid(g, pid, 0, g->nattach);
     pthread_mutex_unlock(&shm_mutex);
@@ -165,6 +174,22 @@ struct mmk__shm_seg *mmk__shm_seg_find(dev_t dev, ino_t ino)
         if (g->dev == dev && g->ino == ino)
             return g;
     return NULL;
+}
+
+struct mmk__shm_seg *mmk__shm_seg_by_id(int id)
+{
+    for (struct mmk__shm_seg *g = segs; g; g = g->next)
+        if (g->id == id && !g->removed)
+            return g;
+    return NULL;
+}
+
+void mmk__shm_seg_keep(struct mmk__shm_seg *g, int fd)
+{
+    if (g->nspare < (int)(sizeof g->spare / sizeof g->spare[0]))
+        g->spare[g->nspare++] = fd;
+    else
+        mmk__sys_close(fd); /* may drop the attach locks: nattch reads low */
 }
 
 struct mmk__shm_seg *mmk__shm_seg_removed(int id)
@@ -205,6 +230,8 @@ void mmk__shm_seg_release(struct mmk__shm_seg *g)
         mmk__sys_close(g->rfd);
     if (g->wfd >= 0)
         mmk__sys_close(g->wfd);
+    for (int i = 0; i < g->nspare; i++)
+        mmk__sys_close(g->spare[i]);
     free(g);
 }
 
