@@ -102,6 +102,10 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null 2>&1 && id nobody >/dev/n
     "$mmkit" ipcrm -M 0x5155
 fi
 
+# The demo chapter, in a store of its own.
+env -u MMKIT_SHM_DIR "$mmkit" demo shm > "$tmp/out" 2>&1 || fail "mmkit demo shm: $(cat "$tmp/out")"
+grep -q '^shm: ok$' "$tmp/out" || fail "mmkit demo shm did not print 'shm: ok'"
+
 # An unsafe store is refused with a clear message.
 chmod 0777 "$tmp/store"
 rc=0; "$mmkit" ipcs 2> "$tmp/err" >/dev/null || rc=$?
