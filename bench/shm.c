@@ -275,11 +275,11 @@ int main(int argc, char **argv)
     if (access(preload, R_OK) != 0) {
         printf("(skipped: %s not built)\n", preload);
     } else {
-        for (int r = 0; r < 3; r++)
-            x[r] = run_client(self, NULL, kkey + 1), y[r] = run_client(self, preload, mkey + 1);
-        anchor = bench_median(x, 3);
+        for (int r = 0; r < BENCH_RUNS; r++)
+            v[r] = run_client(self, NULL, kkey + 1), w[r] = run_client(self, preload, mkey + 1);
+        anchor = bench_median(v, BENCH_RUNS);
         bench_row("plain (kernel SysV)", anchor, "us", 0);
-        bench_row("LD_PRELOAD=libmmkit-sysv.so", bench_median(y, 3), "us", anchor);
+        bench_row("LD_PRELOAD=libmmkit-sysv.so", bench_median(w, BENCH_RUNS), "us", anchor);
     }
 
     shmctl(kid, IPC_RMID, NULL);

@@ -150,8 +150,10 @@ static int h_meta(struct handle *h)
     int r = mmk__shm_hdr_parse(buf, (size_t)n, &h->m);
     if (r < 0)
         return r;
+    /* A file shorter than its header says was truncated by a writer: its
+     * attachers would get SIGBUS, so it is refused. */
     if (h->m.id != h->id || h->m.data_off % h->s->page != 0 ||
-        (uint64_t)h->st.st_size < h->m.data_off)
+        (uint64_t)h->st.st_size < h->m.data_off + h->m.segsz)
         return -MMK_ECORRUPT;
     h->have_meta = 1;
     return 0;
@@ -431,7 +433,9 @@ int mmk_shmdt(const void *shmaddr)
     int r = mmk__shm_attach_remove(shmaddr, &g, &len);
     if (r == 0) {
         mmk__sys_munmap((void *)shmaddr, len);
-        mmk__shm_count_set(g, g->nattach, g->nattach - 1);
+        /* The last detach closes the descriptors, which drops the lock. */
+        if (g->nattach > 1)
+            mmk__shm_count_set(g, g->nattach, g->nattach - 1);
         g->nattach--;
         if (g->wfd >= 0) {
             int64_t lpid_dtime[2] = { mmk__shm_pid(), now() };

@@ -210,7 +210,8 @@ static int check_dir(int fd, struct stat *st)
 int mmk__shm_store(struct mmk__shm_store **out)
 {
     const char *env = getenv("MMKIT_SHM_DIR");
-    const char *path = env && *env ? env : MMK__SHM_DEFAULT_DIR;
+    int is_default = !(env && *env);
+    const char *path = is_default ? MMK__SHM_DEFAULT_DIR : env;
     if (strlen(path) >= sizeof store.path)
         return -ENAMETOOLONG;
     if (store.dirfd >= 0 && strcmp(path, store.path) == 0) {
@@ -218,7 +219,7 @@ int mmk__shm_store(struct mmk__shm_store **out)
         return 0;
     }
     int fd = mmk__sys_open(path, O_RDONLY | O_DIRECTORY, 0);
-    if (fd == -ENOENT && path == (const char *)MMK__SHM_DEFAULT_DIR) {
+    if (fd == -ENOENT && is_default) {
         int r = make_default_dir();
         if (r < 0)
             return r;

@@ -406,6 +406,13 @@ Test(shm, forged_entries_are_not_followed, .init = shm_setup, .fini = shm_teardo
     snprintf(alias, sizeof alias, "%s/s.%d", shm_dir, id == 9 ? 10 : 9);
     cr_assert_eq(link(p, alias), 0);
     cr_assert_eq(mmk_shmat(id == 9 ? 10 : 9, NULL, 0, &a), -MMK_ECORRUPT);
+    /* A segment file a writer truncated is refused, not mapped into SIGBUS. */
+    int tid = mmk_shmget(IPC_PRIVATE, 65536, 0600);
+    cr_assert_geq(tid, 0);
+    snprintf(p, sizeof p, "%s/s.%d", shm_dir, tid);
+    cr_assert_eq(truncate(p, 8192), 0);
+    cr_assert_eq(mmk_shmat(tid, NULL, 0, &a), -MMK_ECORRUPT);
+    cr_assert_eq(mmk_shmctl(tid, IPC_RMID, NULL), 0, "a damaged segment can still be removed");
 }
 
 Test(shm, kernel_table_untouched, .init = shm_setup, .fini = shm_teardown)
