@@ -161,7 +161,9 @@ FUZZ_TIME ?= 30
 .PHONY: fuzz fuzz-shm
 fuzz: fuzz-shm
 fuzz-shm: fuzz/shm_parse.c src/shm_store.c src/sys.c src/error.c src/shm.h
-	@mkdir -p $(B)/fuzz
+	@mkdir -p $(B)/fuzz $(B)/fuzz/corpus-shm
 	clang -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
 	    -o $(B)/fuzz/shm_parse fuzz/shm_parse.c src/shm_store.c src/sys.c src/error.c -pthread
-	$(B)/fuzz/shm_parse -max_total_time=$(FUZZ_TIME) $(B)/fuzz/corpus-shm fuzz/corpus/shm 2>&1 | tail -3
+	@$(B)/fuzz/shm_parse -max_total_time=$(FUZZ_TIME) $(B)/fuzz/corpus-shm fuzz/corpus/shm \
+	    > $(B)/fuzz/shm_parse.log 2>&1 || { tail -40 $(B)/fuzz/shm_parse.log; exit 1; }
+	@tail -1 $(B)/fuzz/shm_parse.log
