@@ -198,3 +198,96 @@ Test(shm_users, listing_others_segments, .init = users_setup, .fini = shm_teardo
     int r = as_nobody(nobody_lists, &id);
     cr_assert_eq(r, 0, "check %d failed as nobody", r);
 }
+
+/* ---- the same permission scenario against the kernel and mmkit, as nobody ---- */
+
+struct perm_backend {
+    int (*get)(key_t, size_t, int);
+    int (*at)(int, int);
+    int (*ctl)(int, int, struct shmid_ds *);
+};
+
+static int k_get(key_t k, size_t s, int f) { int r = shmget(k, s, f); return r < 0 ? -errno : r; }
+static int k_ctl(int id, int c, struct shmid_ds *b) { int r = shmctl(id, c, b); return r < 0 ? -errno : r; }
+static int k_at(int id, int f)
+{
+    void *p = shmat(id, NULL, f);
+    return p == (void *)-1 ? -errno : shmdt(p);
+}
+static int m_at(int id, int f)
+{
+    void *p;
+    int r = mmk_shmat(id, NULL, f, &p);
+    return r < 0 ? r : mmk_shmdt(p);
+}
+
+static const struct perm_backend pk = { k_get, k_at, k_ctl };
+static const struct perm_backend pm = { mmk_shmget, m_at, mmk_shmctl };
+
+enum { NOBS = 16 };
+
+/* As nobody: what may be done to root's 0600 and 0644 segments. */
+static void perm_scenario(const struct perm_backend *b, key_t k600, key_t k644, int *o)
+{
+    struct shmid_ds ds;
+    int id600 = b->get(k600, 0, 0), id644 = b->get(k644, 0, 0);
+    int n = 0;
+    o[n++] = id600 >= 0;
+    o[n++] = id644 >= 0;
+    o[n++] = b->get(k600, 0, 0400);
+    o[n++] = b->get(k644, 0, 0400) == id644;
+    o[n++] = b->get(k644, 0, 0600);
+    o[n++] = b->get(k644, 0, IPC_CREAT | IPC_EXCL | 0600);
+    o[n++] = b->at(id600, SHM_RDONLY);
+    o[n++] = b->at(id644, 0);
+    o[n++] = b->at(id644, SHM_RDONLY);
+    o[n++] = b->ctl(id600, IPC_STAT, &ds);
+    o[n++] = b->ctl(id644, IPC_STAT, &ds);
+    o[n++] = b->ctl(id644, IPC_RMID, NULL);
+    memset(&ds, 0, sizeof ds);
+    ds.shm_perm.mode = 0666;
+    o[n++] = b->ctl(id644, IPC_SET, &ds);
+    o[n++] = b->ctl(id644, SHM_LOCK, NULL);
+    o[n++] = b->ctl(id600, SHM_STAT, &ds);
+    o[n++] = b->ctl(id600, SHM_STAT_ANY, &ds) == id600;
+}
+
+static void perm_run(const struct perm_backend *b, key_t k600, key_t k644, int *o)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        become_nobody();
+        int obs[NOBS];
+        perm_scenario(b, k600, k644, obs);
+        _exit(write(fds[1], obs, sizeof obs) == sizeof obs ? 0 : 1);
+    }
+    cr_assert_eq(read(fds[0], o, sizeof(int) * NOBS), (ssize_t)(sizeof(int) * NOBS));
+    cr_assert_eq(shm_wait_exit(pid), 0);
+    close(fds[0]);
+    close(fds[1]);
+}
+
+Test(shm_users, permissions_match_the_kernel, .init = users_setup, .fini = shm_teardown)
+{
+    unsigned r = (unsigned)getpid() << 4;
+    key_t kk600 = (key_t)(0x6e000000u | (r & 0xfffff0)), kk644 = kk600 + 1;
+    key_t mk600 = shm_test_key(6), mk644 = shm_test_key(7);
+    int kid[2] = { shmget(kk600, 4096, IPC_CREAT | 0600), shmget(kk644, 4096, IPC_CREAT | 0644) };
+    int mid[2] = { mmk_shmget(mk600, 4096, IPC_CREAT | 0600),
+                   mmk_shmget(mk644, 4096, IPC_CREAT | 0644) };
+    cr_assert(kid[0] >= 0 && kid[1] >= 0 && mid[0] >= 0 && mid[1] >= 0);
+    int ko[NOBS], mo[NOBS];
+    perm_run(&pk, kk600, kk644, ko);
+    perm_run(&pm, mk600, mk644, mo);
+    shmctl(kid[0], IPC_RMID, NULL);
+    shmctl(kid[1], IPC_RMID, NULL);
+    for (int i = 0; i < NOBS; i++)
+        cr_log_info("observation %d: kernel %d, mmkit %d", i, ko[i], mo[i]);
+    for (int i = 0; i < NOBS; i++)
+        cr_expect_eq(ko[i], mo[i], "observation %d: kernel %d, mmkit %d", i, ko[i], mo[i]);
+    /* And the checks meant something: nobody was refused somewhere. */
+    cr_assert_eq(mo[2], -EACCES);
+    cr_assert_eq(mo[11], -EPERM);
+}
