@@ -167,3 +167,12 @@ fuzz-shm: fuzz/shm_parse.c src/shm_store.c src/sys.c src/error.c src/shm.h
 	@$(B)/fuzz/shm_parse -max_total_time=$(FUZZ_TIME) $(B)/fuzz/corpus-shm fuzz/corpus/shm \
 	    > $(B)/fuzz/shm_parse.log 2>&1 || { tail -40 $(B)/fuzz/shm_parse.log; exit 1; }
 	@tail -1 $(B)/fuzz/shm_parse.log
+
+# The preload library is installed next to libmmkit.
+.PHONY: install-shm uninstall-shm
+install: install-shm
+install-shm: $(PRELOAD)
+	install -D -m 755 $(PRELOAD) $(DESTDIR)$(LIBDIR)/libmmkit-sysv.so
+uninstall: uninstall-shm
+uninstall-shm:
+	rm -f $(DESTDIR)$(LIBDIR)/libmmkit-sysv.so
