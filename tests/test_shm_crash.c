@@ -256,3 +256,49 @@ Test(shm_crash, kill9_during_updates_keeps_store_consistent, .init = shm_setup,
             cr_assert_eq(shm_nattch(id), 0);
     }
 }
+
+/* ---- threads ------------------------------------------------------------------ */
+
+#include <pthread.h>
+
+static int thread_id;
+
+static void *attach_loop(void *arg)
+{
+    long bad = 0;
+    for (int i = 0; i < 200; i++) {
+        void *p;
+        if (mmk_shmat(thread_id, NULL, (i & 1) ? SHM_RDONLY : 0, &p) != 0) {
+            bad++;
+            continue;
+        }
+        if (!(i & 1))
+            ((volatile char *)p)[(long)arg] = 1;
+        struct shmid_ds ds;
+        if (mmk_shmctl(thread_id, IPC_STAT, &ds) != 0 || ds.shm_nattch < 1 || ds.shm_nattch > 4)
+            bad++;
+        if (mmk_shmdt(p) != 0)
+            bad++;
+    }
+    return (void *)bad;
+}
+
+Test(shm_crash, threads_attach_and_detach_at_once, .init = shm_setup, .fini = shm_teardown)
+{
+    thread_id = mmk_shmget(IPC_PRIVATE, 4096, 0600);
+    cr_assert_geq(thread_id, 0);
+    pthread_t t[4];
+    for (long i = 0; i < 4; i++)
+        cr_assert_eq(pthread_create(&t[i], NULL, attach_loop, (void *)i), 0);
+    for (int i = 0; i < 4; i++) {
+        void *bad;
+        pthread_join(t[i], &bad);
+        cr_assert_eq((long)bad, 0, "thread %d: %ld failed calls or counts", i, (long)bad);
+    }
+    cr_assert_eq(shm_nattch(thread_id), 0);
+    void *p;
+    cr_assert_eq(mmk_shmat(thread_id, NULL, SHM_RDONLY, &p), 0);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(((char *)p)[i], 1);
+    mmk_shmctl(thread_id, IPC_RMID, NULL);
+}
