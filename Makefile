@@ -158,3 +158,36 @@ uninstall:
 
 clean:
 	rm -rf build build-asan
+
+# ---- SysV shm over files: the preload library and the parsers' fuzz target ----
+PRELOAD     := $(B)/libmmkit-sysv.so
+PRELOAD_SRC := preload/sysv.c src/shm.c src/shm_attach.c src/shm_store.c src/sys.c src/error.c
+# Built from source without sanitizers: it is loaded into programs that are not.
+$(PRELOAD): $(PRELOAD_SRC) preload/sysv.map include/mmkit.h src/shm.h src/sys.h
+	@mkdir -p $(B)
+	$(CC) -shared $(BASE) $(CFLAGS) -fPIC -fvisibility=hidden -Wl,-z,defs \
+	    -Wl,--version-script=preload/sysv.map -o $@ $(PRELOAD_SRC) -ldl $(LDLIBS)
+all: $(PRELOAD)
+test: $(PRELOAD)
+bench: $(PRELOAD)
+
+# `make fuzz`: libFuzzer targets (clang).  FUZZ_TIME seconds each.
+FUZZ_TIME ?= 30
+.PHONY: fuzz fuzz-shm
+fuzz: fuzz-shm
+fuzz-shm: fuzz/shm_parse.c src/shm_store.c src/sys.c src/error.c src/shm.h
+	@mkdir -p $(B)/fuzz $(B)/fuzz/corpus-shm
+	clang -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -o $(B)/fuzz/shm_parse fuzz/shm_parse.c src/shm_store.c src/sys.c src/error.c -pthread
+	@$(B)/fuzz/shm_parse -max_total_time=$(FUZZ_TIME) $(B)/fuzz/corpus-shm fuzz/corpus/shm \
+	    > $(B)/fuzz/shm_parse.log 2>&1 || { tail -40 $(B)/fuzz/shm_parse.log; exit 1; }
+	@tail -1 $(B)/fuzz/shm_parse.log
+
+# The preload library is installed next to libmmkit.
+.PHONY: install-shm uninstall-shm
+install: install-shm
+install-shm: $(PRELOAD)
+	install -D -m 755 $(PRELOAD) $(DESTDIR)$(LIBDIR)/libmmkit-sysv.so
+uninstall: uninstall-shm
+uninstall-shm:
+	rm -f $(DESTDIR)$(LIBDIR)/libmmkit-sysv.so

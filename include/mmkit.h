@@ -668,6 +668,58 @@ MMK_API int    mmk_region_stats(const mmk_region *r, struct mmk_region_stats *st
  */
 MMK_API int    mmk_region_set_budget(size_t mappings);
 
+
+/* ------------------------------------------------------------------------ */
+/* SysV shared memory over files                                             */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * shmget/shmat/shmdt/shmctl with Linux semantics, over files that persist:
+ * every segment is a file in one store directory, $MMKIT_SHM_DIR, default
+ * /var/lib/mmkit/shm (created sticky and world-writable, like /dev/shm, when
+ * root first uses it).  The store is shared by every user of the machine;
+ * each segment file carries the segment's owner, group and mode, and the
+ * filesystem enforces them.  See mmk_shm(3) and docs/shm.md for exactly what
+ * this guarantees against a hostile local user.
+ *
+ * Differences from the kernel calls: failures return -errno instead of -1
+ * and errno; mmk_shmat returns the address through *addr.  The error codes
+ * are the kernel's (shmget(2), shmat(2), shmctl(2)), plus -EPERM for a store
+ * directory that others may write without the sticky bit, and
+ * -MMK_ECORRUPT for a store entry that fails its checks (a forged or damaged
+ * file).  All four calls are thread-safe and fork-safe (an attach inherited
+ * across fork() counts in shm_nattch; exec and exit detach).
+ */
+#include <sys/ipc.h>
+#include <sys/shm.h>
+
+/* Like shmget(2).  Returns the segment id (>= 0) or -errno. */
+MMK_API int mmk_shmget(key_t key, size_t size, int shmflg);
+/* Like shmat(2): SHM_RDONLY, SHM_RND, SHM_REMAP, SHM_EXEC.  On success
+ * *addr is the attach address and 0 is returned. */
+MMK_API int mmk_shmat(int shmid, const void *shmaddr, int shmflg, void **addr);
+/* Like shmdt(2): -EINVAL if shmaddr is not an attach address. */
+MMK_API int mmk_shmdt(const void *shmaddr);
+/* Like shmctl(2): IPC_STAT, IPC_SET, IPC_RMID, SHM_LOCK, SHM_UNLOCK,
+ * IPC_INFO (buf is a struct shminfo *), SHM_INFO (a struct shm_info *),
+ * SHM_STAT and SHM_STAT_ANY (shmid is an index, the id is returned).
+ * Returns 0, or the value shmctl(2) documents for the command, or -errno. */
+MMK_API int mmk_shmctl(int shmid, int cmd, struct shmid_ds *buf);
+
+/*
+ * The store's limits (shmmax: largest segment in bytes; shmmni: number of
+ * ids; shmall: total pages, reported only).  Read from the file "limits" in
+ * the store, trusted only when owned by root or the directory's owner and
+ * writable by nobody else; otherwise the defaults (shmmax and shmall as the
+ * kernel's defaults, shmmni 4096).
+ */
+MMK_API int mmk_shm_limits(struct shminfo *lim);
+/* Replace the store's limits (the directory's owner or root: else -EPERM).
+ * shmmni at most 32768, shmmax at least 1: else -EINVAL. */
+MMK_API int mmk_shm_set_limits(const struct shminfo *lim);
+/* The store directory in use (at most len-1 bytes, NUL-terminated). */
+MMK_API int mmk_shm_dir(char *buf, size_t len);
+
 #ifdef __cplusplus
 }
 #endif

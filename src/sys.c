@@ -386,3 +386,140 @@ int mmk__sys_futex_wake(atomic_int *word, int n)
     long r = syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
     RESULT(r >= 0, (int)r);
 }
+
+/* ---- additions for SysV shm over files ----------------------------------- */
+
+#include <dirent.h>
+#include <stdio.h>
+#include <sys/random.h>
+#include <sys/syscall.h>
+
+int mmk__sys_openat(int dirfd, const char *name, int flags, mode_t mode)
+{
+    int e = injected(INJ_OPEN);
+    if (e)
+        return e;
+    SAVE_ERRNO;
+    int fd;
+    do
+        fd = openat(dirfd, name, flags | O_CLOEXEC, mode);
+    while (fd < 0 && errno == EINTR);
+    RESULT(fd >= 0, fd);
+}
+
+int mmk__sys_fstatat(int dirfd, const char *name, struct stat *st, int flags)
+{
+    SAVE_ERRNO;
+    RESULT(fstatat(dirfd, name, st, flags) == 0, 0);
+}
+
+int mmk__sys_linkat(int olddir, const char *oldname, int newdir, const char *newname, int flags)
+{
+    SAVE_ERRNO;
+    RESULT(linkat(olddir, oldname, newdir, newname, flags) == 0, 0);
+}
+
+int mmk__sys_symlinkat(const char *target, int dirfd, const char *newname)
+{
+    SAVE_ERRNO;
+    RESULT(symlinkat(target, dirfd, newname) == 0, 0);
+}
+
+int mmk__sys_readlinkat(int dirfd, const char *name, char *buf, size_t len)
+{
+    if (len == 0)
+        return -EINVAL;
+    SAVE_ERRNO;
+    ssize_t n = readlinkat(dirfd, name, buf, len - 1);
+    if (n >= 0)
+        buf[n] = '\0';
+    RESULT(n >= 0, (int)n);
+}
+
+int mmk__sys_unlinkat(int dirfd, const char *name, int flags)
+{
+    SAVE_ERRNO;
+    RESULT(unlinkat(dirfd, name, flags) == 0, 0);
+}
+
+int mmk__sys_mkdir(const char *path, mode_t mode)
+{
+    SAVE_ERRNO;
+    RESULT(mkdir(path, mode) == 0, 0);
+}
+
+int mmk__sys_chown(const char *path, uid_t uid, gid_t gid)
+{
+    SAVE_ERRNO;
+    RESULT(chown(path, uid, gid) == 0, 0);
+}
+
+int mmk__sys_chmod(const char *path, mode_t mode)
+{
+    SAVE_ERRNO;
+    RESULT(chmod(path, mode) == 0, 0);
+}
+
+ssize_t mmk__sys_pread(int fd, void *buf, size_t len, off_t off)
+{
+    SAVE_ERRNO;
+    ssize_t n;
+    do
+        n = pread(fd, buf, len, off);
+    while (n < 0 && errno == EINTR);
+    if (n < 0)
+        n = -errno;
+    errno = saved_errno_;
+    return n;
+}
+
+int mmk__sys_fcntl_lock(int fd, int cmd, struct flock *fl)
+{
+    SAVE_ERRNO;
+    int r;
+    do
+        r = fcntl(fd, cmd, fl);
+    while (r < 0 && errno == EINTR);
+    RESULT(r >= 0, r);
+}
+
+int mmk__sys_getdents(int fd, void *buf, size_t len)
+{
+    SAVE_ERRNO;
+    long n = syscall(SYS_getdents64, fd, buf, len);
+    RESULT(n >= 0, (int)n);
+}
+
+int mmk__sys_getrandom(void *buf, size_t len)
+{
+    SAVE_ERRNO;
+    ssize_t n;
+    do
+        n = getrandom(buf, len, 0);
+    while (n < 0 && errno == EINTR);
+    RESULT(n == (ssize_t)len, 0);
+}
+
+int mmk__sys_mlock(const void *addr, size_t len)
+{
+    SAVE_ERRNO;
+    RESULT(mlock(addr, len) == 0, 0);
+}
+
+int mmk__sys_munlock(const void *addr, size_t len)
+{
+    SAVE_ERRNO;
+    RESULT(munlock(addr, len) == 0, 0);
+}
+
+int mmk__sys_renameat(int olddir, const char *oldname, int newdir, const char *newname)
+{
+    SAVE_ERRNO;
+    RESULT(renameat(olddir, oldname, newdir, newname) == 0, 0);
+}
+
+int mmk__sys_lchownat(int dirfd, const char *name, uid_t uid, gid_t gid)
+{
+    SAVE_ERRNO;
+    RESULT(fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) == 0, 0);
+}

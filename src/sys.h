@@ -111,4 +111,42 @@ void mmk__sys_nanosleep(long ns);
 int mmk__sys_futex_wait(atomic_int *word, int val);
 int mmk__sys_futex_wake(atomic_int *word, int n);
 
+/* ---- additions for SysV shm over files (src/shm*.c) ---------------------- */
+
+struct flock;
+/* openat(2) relative to dirfd; O_CLOEXEC is always added.  Retries EINTR.
+ * Returns the fd. */
+int mmk__sys_openat(int dirfd, const char *name, int flags, mode_t mode);
+/* fstatat(2) (flags: AT_SYMLINK_NOFOLLOW, AT_EMPTY_PATH). */
+int mmk__sys_fstatat(int dirfd, const char *name, struct stat *st, int flags);
+/* linkat(2). */
+int mmk__sys_linkat(int olddir, const char *oldname, int newdir, const char *newname, int flags);
+/* symlinkat(2): newname in dirfd pointing at target (never followed by mmkit). */
+int mmk__sys_symlinkat(const char *target, int dirfd, const char *newname);
+/* readlinkat(2) of at most len-1 bytes, NUL-terminated.  Returns the length. */
+int mmk__sys_readlinkat(int dirfd, const char *name, char *buf, size_t len);
+/* unlinkat(2) (flags 0 or AT_REMOVEDIR). */
+int mmk__sys_unlinkat(int dirfd, const char *name, int flags);
+/* mkdir(2) of a full path. */
+int mmk__sys_mkdir(const char *path, mode_t mode);
+/* fchownat/fchmodat on a path (used with /proc/self/fd/N of an O_PATH fd,
+ * which names exactly that inode). */
+int mmk__sys_chown(const char *path, uid_t uid, gid_t gid);
+int mmk__sys_chmod(const char *path, mode_t mode);
+/* pread(2) of up to len bytes at off (retries EINTR); returns the count. */
+ssize_t mmk__sys_pread(int fd, void *buf, size_t len, off_t off);
+/* fcntl(2) with a struct flock (F_GETLK, F_SETLK, F_OFD_*).  Retries EINTR. */
+int mmk__sys_fcntl_lock(int fd, int cmd, struct flock *fl);
+/* getdents64(2) into buf; returns the bytes filled, 0 at the end. */
+int mmk__sys_getdents(int fd, void *buf, size_t len);
+/* getrandom(2) of len bytes (len <= 256), never blocks for long. */
+int mmk__sys_getrandom(void *buf, size_t len);
+/* mlock(2) / munlock(2). */
+int mmk__sys_mlock(const void *addr, size_t len);
+int mmk__sys_munlock(const void *addr, size_t len);
+/* fchownat(2) with AT_SYMLINK_NOFOLLOW: the owner of a symlink itself. */
+int mmk__sys_lchownat(int dirfd, const char *name, uid_t uid, gid_t gid);
+/* renameat(2). */
+int mmk__sys_renameat(int olddir, const char *oldname, int newdir, const char *newname);
+
 #endif

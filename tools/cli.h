@@ -7,6 +7,8 @@
 
 /* Subcommands: each returns the process exit status. */
 int cmd_demo(int argc, char **argv);
+int cmd_ipcs(int argc, char **argv);  /* tools/ipcs.c */
+int cmd_ipcrm(int argc, char **argv); /* tools/ipcs.c */
 
 /*
  * Demo chapters.  Each prints a short, readable account of one module at
@@ -16,6 +18,7 @@ int demo_fault(void);
 int demo_mirror(void);
 int demo_arena(void);
 int demo_region(void);
+int demo_shm(void);   /* tools/demo_shm.c */
 
 /*
  * Run fn(arg) in a child process whose stderr goes into buf (at most cap-1

@@ -5,6 +5,8 @@ missing=""
 pkg-config --exists criterion 2>/dev/null || missing="$missing libcriterion-dev"
 [ -f /usr/include/sigsegv.h ] || missing="$missing libsigsegv-dev"
 command -v pkg-config >/dev/null 2>&1 || missing="$missing pkgconf"
+# SysV shm: Python's sysv_ipc is the unmodified client of tests/cli/shm_python.sh.
+/usr/bin/python3 -c 'import sysv_ipc' 2>/dev/null || missing="$missing python3-sysv-ipc"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "mmkit: installing Debian packages:$missing"

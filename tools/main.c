@@ -32,6 +32,8 @@ static const struct {
     const char *help;
 } commands[] = {
     { "demo", cmd_demo, "a guided tour of every module (demo [CHAPTER...])" },
+    { "ipcs", cmd_ipcs, "list mmkit's SysV segments (ipcs [--json] [-l])" },
+    { "ipcrm", cmd_ipcrm, "remove mmkit SysV segments (ipcrm -m ID | -M KEY | --all)" },
     { "version", cmd_version, "print the library version" },
     { "help", cmd_help, "this list" },
 };
