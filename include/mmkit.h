@@ -613,7 +613,7 @@ MMK_API int    mmk_region_read(const mmk_region *r, size_t off, void *buf, size_
  * be writable (a live region or a branch): -EROFS otherwise.  src is not
  * changed and stays independent of dst.
  */
-MMK_API int    mmk_region_restore(mmk_region *dst, const mmk_region *src);
+MMK_API int    mmk_region_restore(mmk_region *dst, mmk_region *src);
 
 /*
  * Make [off, off+len) of a writable view private and writable now, in bulk

@@ -325,3 +325,17 @@ ssize_t mmk__sys_read(int fd, void *buf, size_t len)
     errno = saved_errno_;
     return n;
 }
+
+/* ---- region engine ---------------------------------------------------------- */
+
+#include <sys/ioctl.h>
+
+int mmk__sys_ioctl(int fd, unsigned long request, void *arg)
+{
+    SAVE_ERRNO;
+    int r;
+    do
+        r = ioctl(fd, request, arg);
+    while (r < 0 && errno == EINTR);
+    RESULT(r >= 0, r);
+}

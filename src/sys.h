@@ -89,4 +89,10 @@ ssize_t mmk__sys_read(int fd, void *buf, size_t len);
 /* pwrite(2) of all of buf at off (retries short writes and EINTR). */
 int mmk__sys_pwrite_all(int fd, const void *buf, size_t len, off_t off);
 
+/* ---- region engine (src/engine.c) ----------------------------------------- */
+
+/* ioctl(2) with a pointer argument (PROCMAP_QUERY on /proc/self/maps).
+ * Retries EINTR.  Returns the ioctl's result. */
+int mmk__sys_ioctl(int fd, unsigned long request, void *arg);
+
 #endif
