@@ -362,6 +362,11 @@ static void lower_top(void)
     drop_pages(P->used, 1, words_of(P->top) * 8, words_of(old) * 8);
 }
 
+/* Queues up to this long are sorted by hand.  The fault handler frees at
+ * most one zero-fill run (256 pages), on a failure; only API calls (destroy,
+ * restore, prepare_write) free more, and they may call qsort. */
+#define SMALL_SORT 1024
+
 static int cmp_u32(const void *a, const void *b)
 {
     uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
@@ -374,8 +379,17 @@ void mmk__pool_flush(void)
     size_t n = P->npending;
     if (n == 0)
         return;
-    if (n > 1)
+    if (n <= SMALL_SORT) { /* no qsort: it may allocate (the fault handler flushes) */
+        for (size_t i = 1; i < n; i++) {
+            uint32_t x = v[i];
+            size_t j = i;
+            for (; j > 0 && v[j - 1] > x; j--)
+                v[j] = v[j - 1];
+            v[j] = x;
+        }
+    } else {
         qsort(v, n, sizeof *v, cmp_u32);
+    }
     for (size_t i = 0; i < n;) {
         size_t j = i + 1;
         while (j < n && v[j] == v[j - 1] + 1)

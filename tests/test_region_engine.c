@@ -352,8 +352,8 @@ static void churn_under_budget(size_t budget)
                 w[k * (PG / 8)] = (uint64_t)round * 1000 + (uint64_t)i;
             mmk_region *s = mmk_region_snapshot(r[i], 0);
             cr_assert_not_null(s);
-            /* A plain store right after the snapshot, on every 64th page. */
-            for (size_t k = 0; k < pages; k += 64)
+            /* A plain store right after the snapshot, on every 128th page. */
+            for (size_t k = 0; k < pages; k += 128)
                 w[k * (PG / 8) + 1] = (uint64_t)round;
             cr_assert_eq(((const uint64_t *)mmk_region_base(s))[0],
                          (uint64_t)round * 1000 + (uint64_t)i);
