@@ -467,6 +467,18 @@ static struct mmk_region *pick_victim(const struct mmk_region *cur)
     return pick;
 }
 
+int mmk__engine_shed(struct mmk_region *cur)
+{
+    struct mmk_region *pick = NULL;
+    for (struct mmk_region *v = mmk__eng.views; v; v = v->next)
+        if (v != cur && v->base && (v->nmapped || v->nbreaks) &&
+            (!pick || mmk__view_charge(v) > mmk__view_charge(pick)))
+            pick = v;
+    if (!pick)
+        return -MMK_EBUDGET;
+    return mmk__view_wipe(pick);
+}
+
 int mmk__engine_make_room(struct mmk_region *cur, long need)
 {
     struct mmk__engine *E = &mmk__eng;

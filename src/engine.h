@@ -145,6 +145,10 @@ int mmk__engine_set_budget(size_t mappings);
  * real count, and unmap views.  0 or -MMK_EBUDGET.
  */
 int mmk__engine_make_room(struct mmk_region *cur, long need);
+/* The kernel refused a mapping for its own limit: unmap the view (other
+ * than cur) holding the most mappings.  0, or -MMK_EBUDGET if none maps
+ * anything. */
+int mmk__engine_shed(struct mmk_region *cur);
 /* Ask the kernel where the mappings of the view space begin and lower
  * every mark to that.  pre: lock held.  0 or -errno (nothing changed). */
 int mmk__engine_calibrate(void);

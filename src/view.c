@@ -165,12 +165,22 @@ int mmk__view_change(struct mmk_region *v, size_t s, size_t n, int st, uint32_t 
     } else {
         r = kernel_map(v, s, n, st, p);
     }
+    if (r == -ENOMEM && !(how & VIEW_RETRY)) {
+        /*
+         * The kernel's own limit (vm.max_map_count counts the rest of the
+         * program's mappings too): it refuses before changing anything.
+         * Unmap other views and try again, so a store does not die of it.
+         */
+        for (int k = 0; k < 8 && mmk__engine_shed(v) == 0; k++)
+            if (mmk__view_change(v, s, n, st, p, how | VIEW_RETRY) == 0)
+                return 0;
+    }
     if (r < 0) {
         /* The call may have split the range's ends, and left who knows what
          * inside (a failed MAP_FIXED can leave a hole): unmap the view. */
         mmk__view_mark_break(v, s);
         mmk__view_mark_break(v, s + n);
-        if (!(s == 0 && n == v->npages && st == ST_NONE && !(how & VIEW_PROTECT)))
+        if (!(s == 0 && n == v->npages && st == ST_NONE && !(how & VIEW_PROTECT))) /* not a wipe */
             mmk__view_wipe(v);
         return r;
     }
@@ -180,7 +190,8 @@ int mmk__view_change(struct mmk_region *v, size_t s, size_t n, int st, uint32_t 
 
 int mmk__view_wipe(struct mmk_region *v)
 {
-    return mmk__view_change(v, 0, v->npages, ST_NONE, 0, VIEW_MAP);
+    /* (No retry: shedding views for a wipe could recurse through them.) */
+    return mmk__view_change(v, 0, v->npages, ST_NONE, 0, VIEW_MAP | VIEW_RETRY);
 }
 
 static void note_recent(struct mmk_region *v)

@@ -80,11 +80,12 @@ void mmk__view_forget(struct mmk_region *v);
  *                 inside stay.  | VIEW_MOVE: a long run may be protected by
  *                 moving its page tables away (protect.c).
  * Either way a mapping may now begin at s and at s + n.  The caller made
- * room (mmk__engine_make_room) for 2 more breaks.  If the kernel call fails
- * the view is unmapped whole (what the failed call left is unknown) and the
- * error returned.
+ * room (mmk__engine_make_room) for 2 more breaks.  When the kernel refuses
+ * for its own mapping limit (ENOMEM), other views are unmapped and the call
+ * tried again.  If the kernel call fails the view is unmapped whole (what
+ * the failed call left is unknown) and the error returned.
  */
-enum { VIEW_MAP = 0, VIEW_PROTECT = 1, VIEW_MOVE = 2 };
+enum { VIEW_MAP = 0, VIEW_PROTECT = 1, VIEW_MOVE = 2, VIEW_RETRY = 4 };
 int mmk__view_change(struct mmk_region *v, size_t s, size_t n, int st, uint32_t p, unsigned how);
 /* Unmap a whole view back to NONE.  0 or -errno. */
 int mmk__view_wipe(struct mmk_region *v);

@@ -573,3 +573,25 @@ Test(region_engine, regression_budget_size_max_is_refused_and_stores_work, .init
     mmk_region_destroy(s);
     mmk_region_destroy(r);
 }
+
+/* A budget up to vm.max_map_count is accepted, but the rest of the program
+ * has mappings too: when the kernel refuses a mapping for its own limit
+ * (ENOMEM, here injected), other views are unmapped and the store goes on. */
+Test(region_engine, regression_kernel_map_limit_does_not_kill_a_store, .init = setup)
+{
+    mmk_region *other = mmk_region_create(64 * PG, 0);
+    char *o = mmk_region_base(other);
+    for (size_t i = 0; i < 64; i += 2)
+        o[i * PG] = 'o'; /* mapped, several mappings */
+    mmk_region *r = mmk_region_create(64 * PG, 0);
+    char *p = mmk_region_base(r);
+    cr_assert_eq(mmk__sys_inject("mmap", 1, ENOMEM), 0);
+    p[5 * PG] = 'x'; /* zero fill: one mmap, refused once */
+    mmk__sys_inject("mmap", 0, 0);
+    cr_assert_eq(p[5 * PG], 'x');
+    for (size_t i = 0; i < 64; i += 2)
+        cr_assert_eq(o[i * PG], 'o');
+    check_counts(r, "map limit", 0);
+    mmk_region_destroy(r);
+    mmk_region_destroy(other);
+}
