@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Internals (tests link the static library). */
@@ -208,6 +209,16 @@ Test(region_engine, model_never_undercounts_text_fallback, .init = setup, .timeo
     unsigned long cal = mmk__engine_calibrations();
     model_counts(777, 1000, 24);
     cr_assert_gt(mmk__engine_calibrations(), cal);
+}
+
+Test(region_engine, model_never_undercounts_random_seed_and_budget, .init = setup,
+     .timeout = 300)
+{
+    uint64_t seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    size_t budget = 16 + (size_t)(seed % 185);
+    fprintf(stderr, "test_region_engine: random model uses seed %llu, budget %zu\n",
+            (unsigned long long)seed, budget);
+    model_counts(seed | 1, 1500, budget);
 }
 
 /* Both ways of asking the kernel agree with each other and with the text. */
