@@ -565,13 +565,19 @@ MMK_API int    mmk_arena_stats(const mmk_arena *a, struct mmk_arena_stats *st);
  *
  * fork(): regions are not inherited.  In the child of fork() the region
  * memory is not mapped (MADV_DONTFORK), so an access dies with SIGSEGV, and
- * every region call fails with -MMK_ESTATE; mmk_region_destroy() only frees
- * the handle.  The child can never write into the parent's regions.
+ * every region call fails with -MMK_ESTATE (mmk_region_base and
+ * mmk_region_snapshot: NULL with errno MMK_ESTATE); mmk_region_destroy()
+ * only frees the handle.  The child can never write into the parent's
+ * regions.
  *
  * Mappings: mmkit keeps the mappings its views hold under a budget (default:
- * half of vm.max_map_count).  When a new mapping would pass it, the view with
- * the most mappings is unmapped and refaults on demand: data is never lost,
- * and a write never fails for lack of mappings.
+ * half of vm.max_map_count).  Its count never falls below the kernel's: it
+ * assumes no merge of neighbouring mappings, and near the budget it asks the
+ * kernel (PROCMAP_QUERY or /proc/self/maps) and lowers the count to what the
+ * kernel holds.  When a new mapping would still pass the budget, the view
+ * with the most mappings is unmapped and refaults on demand: data is never
+ * lost, and a write never fails for lack of mappings.  The kernel's count of
+ * mappings in the views' address range never passes the budget.
  */
 typedef struct mmk_region mmk_region;
 
@@ -624,10 +630,12 @@ MMK_API int    mmk_region_read(const mmk_region *r, size_t off, void *buf, size_
 /*
  * dst's bytes become src's bytes (sizes must match: -MMK_ESIZE otherwise).
  * Time is proportional to the pages that differ, not to the size.  dst must
- * be writable (a live region or a branch): -EROFS otherwise.  src is not
- * changed and stays independent of dst.
+ * be writable (a live region or a branch): -EROFS otherwise.  src's bytes
+ * are not changed and it stays independent of dst; like a snapshot of src,
+ * the call write-protects the pages src made writable since its last
+ * snapshot (so src is not const).
  */
-MMK_API int    mmk_region_restore(mmk_region *dst, const mmk_region *src);
+MMK_API int    mmk_region_restore(mmk_region *dst, mmk_region *src);
 
 /*
  * Make [off, off+len) of a writable view private and writable now, in bulk
@@ -635,7 +643,8 @@ MMK_API int    mmk_region_restore(mmk_region *dst, const mmk_region *src);
  * it, system calls may write into the range (read(2), recv(2)): see EFAULT
  * above - until mmkit next unmaps the view to stay under the mapping budget,
  * so call it right before the system call.  Errors: -ERANGE, -EROFS (a
- * read-only snapshot), -ENOMEM, -MMK_EBUDGET.
+ * read-only snapshot), -ENOMEM, -MMK_EBUDGET, or the pool's write error
+ * (-ENOSPC on a full /dev/shm); on error nothing changed.
  */
 MMK_API int    mmk_region_prepare_write(mmk_region *r, size_t off, size_t len);
 
@@ -654,8 +663,8 @@ struct mmk_region_stats {
     size_t private_pages;  /* pages with memory of their own (no other view shares them) */
     size_t shared_pages;   /* pages whose memory another view shares */
     size_t pool_pages;     /* pool pages in use by all views together */
-    size_t mappings;       /* kernel mappings this view holds now */
-    size_t total_mappings; /* kernel mappings all views hold now */
+    size_t mappings;       /* kernel mappings this view holds now, at most */
+    size_t total_mappings; /* kernel mappings all views hold now, at most */
     size_t budget;         /* the budget total_mappings is kept under */
     size_t nodes;          /* page-table nodes in use by all views together */
 };
@@ -663,8 +672,11 @@ MMK_API int    mmk_region_stats(const mmk_region *r, struct mmk_region_stats *st
 
 /*
  * Set the mapping budget for all regions (0: the default, half of
- * vm.max_map_count; at least 16).  Views are unmapped at once if the
- * mappings held pass the new budget.
+ * vm.max_map_count).  Any other value must be at least 16 and at most
+ * vm.max_map_count (read now): -EINVAL otherwise (SIZE_MAX, anything above
+ * LONG_MAX), and the budget is unchanged.  Views are unmapped at once if the
+ * mappings held pass the new budget (-MMK_EBUDGET if they cannot).
+ * -MMK_ESTATE in a child of fork().
  */
 MMK_API int    mmk_region_set_budget(size_t mappings);
 

@@ -13,19 +13,27 @@
  * must.  The scratch range still maps the pages writable, but no pointer to
  * it exists outside this file, and a background thread (the reaper) unmaps
  * it: the costly part, dropping the moved entries, runs off the caller's
- * path, on another CPU.
+ * path, on another CPU.  Until it is dropped, a scratch range may hold two
+ * mappings, so the engine charges it two; when the mappings near the budget
+ * the engine drops the queued ranges itself, at once (mmk__protect_drain).
  *
- * Everything but the reaper runs under the engine lock.
+ * The queue is guarded by the engine lock (the reaper takes it to dequeue
+ * and to give the range back, not while it drops the entries); the reaper
+ * sleeps on a futex.  Nothing here allocates or takes another lock, so the
+ * fault handler may drain the queue.
  */
-#include "vm.h"
+#include "view.h"
 #include "sys.h"
 
 #include <errno.h>
+#include <linux/futex.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define PMD_SIZE ((uintptr_t)2 << 20)
 
@@ -38,14 +46,13 @@ struct reap {
 };
 
 #define QUEUE 64
-static struct reap queue[QUEUE];
+static struct reap queue[QUEUE]; /* under the engine lock */
 static unsigned q_head, q_len;
-static atomic_uint pending; /* scratch ranges not yet dropped */
-static pthread_mutex_t q_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t q_cond = PTHREAD_COND_INITIALIZER;
+static unsigned in_flight;       /* dequeued by the reaper, not yet given back */
+static atomic_int work;          /* futex word: bumped for every range queued */
 static int reaper_running;
 
-static void scrap(struct reap *r)
+static void scrap(const struct reap *r)
 {
     void *out;
     /* Back to PROT_NONE reservation: drops the moved entries. */
@@ -53,42 +60,55 @@ static void scrap(struct reap *r)
                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
 }
 
+/* The range is PROT_NONE again: give it back.  Its two ends may stay as
+ * breaks until the kernel is next asked.  pre: lock held. */
+static void give_back(const struct reap *r)
+{
+    mmk__space_free(r->space, r->space_len);
+    mmk__engine_orphan_breaks(2);
+}
+
 static void *reaper(void *arg)
 {
     (void)arg;
     for (;;) {
-        pthread_mutex_lock(&q_lock);
-        while (q_len == 0)
-            pthread_cond_wait(&q_cond, &q_lock);
+        mmk__vm_lock();
+        if (q_len == 0) {
+            int seen = atomic_load(&work);
+            mmk__vm_unlock();
+            mmk__sys_futex_wait(&work, seen);
+            continue;
+        }
         struct reap r = queue[q_head];
         q_head = (q_head + 1) % QUEUE;
         q_len--;
-        pthread_mutex_unlock(&q_lock);
+        in_flight = 1;
+        mmk__vm_unlock();
         scrap(&r);
         mmk__vm_lock();
-        mmk__space_free(r.space, r.space_len);
-        atomic_fetch_sub(&pending, 1);
+        give_back(&r);
+        in_flight = 0;
         mmk__vm_unlock();
     }
     return NULL;
 }
 
 /* Start the reaper once; it never touches region memory, so it blocks every
- * signal it can.  pre: q_lock held. */
+ * signal it can.  pre: lock held (not in a signal handler). */
 static int start_reaper(void)
 {
     if (reaper_running)
         return 0;
     sigset_t all, old;
     sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
+    mmk__sys_sigmask(SIG_SETMASK, &all, &old);
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     pthread_t t;
     int e = pthread_create(&t, &attr, reaper, NULL);
     pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    mmk__sys_sigmask(SIG_SETMASK, &old, NULL);
     if (e)
         return -e;
     reaper_running = 1;
@@ -97,17 +117,26 @@ static int start_reaper(void)
 
 unsigned mmk__protect_pending(void)
 {
-    return atomic_load(&pending);
+    return q_len + in_flight;
+}
+
+void mmk__protect_drain(void)
+{
+    while (q_len) {
+        struct reap r = queue[q_head];
+        q_head = (q_head + 1) % QUEUE;
+        q_len--;
+        scrap(&r);
+        give_back(&r);
+    }
 }
 
 void mmk__protect_forked(void)
 {
-    atomic_store(&pending, 0);
     /* The reaper is not inherited by a child of fork(). */
     reaper_running = 0;
     q_len = 0;
-    pthread_mutex_init(&q_lock, NULL);
-    pthread_cond_init(&q_cond, NULL);
+    in_flight = 0;
 }
 
 int mmk__protect_by_move(char *addr, size_t len)
@@ -128,19 +157,14 @@ int mmk__protect_by_move(char *addr, size_t len)
     }
     r = mmk__sys_mprotect(addr, len, PROT_READ);
     struct reap item = { space, space_len };
-    pthread_mutex_lock(&q_lock);
-    int queued = 0;
     if (q_len < QUEUE && start_reaper() == 0) {
         queue[(q_head + q_len) % QUEUE] = item;
         q_len++;
-        atomic_fetch_add(&pending, 1);
-        queued = 1;
-        pthread_cond_signal(&q_cond);
-    }
-    pthread_mutex_unlock(&q_lock);
-    if (!queued) { /* no reaper: do its work here */
+        atomic_fetch_add(&work, 1);
+        mmk__sys_futex_wake(&work, 1);
+    } else { /* no reaper, or a full queue: do its work here */
         scrap(&item);
-        mmk__space_free(space, space_len);
+        give_back(&item);
     }
     return r;
 }

@@ -9,12 +9,15 @@
  * the table.
  */
 #include "vm.h"
+#include "sys.h"
+
+#include <sys/mman.h>
 
 #include <string.h>
 
 uint32_t mmk__node_alloc(void)
 {
-    struct mmk__pool *P = &mmk__pool;
+    struct mmk__pool *P = &mmk__eng.pool;
     uint32_t n;
     if (P->node_free) {
         n = P->node_free;
@@ -32,7 +35,7 @@ uint32_t mmk__node_alloc(void)
 
 void mmk__node_put(uint32_t n, unsigned level)
 {
-    struct mmk__pool *P = &mmk__pool;
+    struct mmk__pool *P = &mmk__eng.pool;
     if (n == 0 || --P->nodes[n].ref != 0)
         return;
     struct mmk__node *node = &P->nodes[n];
@@ -70,7 +73,7 @@ uint32_t mmk__pt_lookup(uint32_t root, unsigned levels, size_t page)
 {
     uint32_t n = root;
     for (unsigned level = levels; n && level >= 1; level--) {
-        uint32_t c = mmk__pool.nodes[n].slot[slot_index(page, level)];
+        uint32_t c = mmk__eng.pool.nodes[n].slot[slot_index(page, level)];
         if (level == 1)
             return c;
         n = c;
@@ -82,11 +85,11 @@ int mmk__pt_exclusive(uint32_t root, unsigned levels, size_t page)
 {
     uint32_t n = root;
     for (unsigned level = levels; level >= 1; level--) {
-        if (!n || mmk__pool.nodes[n].ref != 1)
+        if (!n || mmk__eng.pool.nodes[n].ref != 1)
             return 0;
         if (level == 1)
             return 1;
-        n = mmk__pool.nodes[n].slot[slot_index(page, level)];
+        n = mmk__eng.pool.nodes[n].slot[slot_index(page, level)];
     }
     return 0;
 }
@@ -125,15 +128,15 @@ uint32_t *mmk__pt_slot(uint32_t *root, unsigned levels, size_t page)
             n = mmk__node_alloc();
             if (!n)
                 return NULL;
-            mmk__pool.nodes[n].leaf = level == 1;
+            mmk__eng.pool.nodes[n].leaf = level == 1;
             *slot = n;
-        } else if (mmk__pool.nodes[n].ref > 1) {
+        } else if (mmk__eng.pool.nodes[n].ref > 1) {
             n = copy_node(n, level);
             if (!n)
                 return NULL;
             *slot = n;
         }
-        slot = &mmk__pool.nodes[n].slot[slot_index(page, level)];
+        slot = &mmk__eng.pool.nodes[n].slot[slot_index(page, level)];
     }
     return slot;
 }
@@ -201,7 +204,7 @@ static void count_rec(uint32_t n, unsigned level, int exclusive, size_t *nonzero
             continue;
         }
         (*nonzero)++;
-        if (exclusive && mmk__pool.ref[c] == 1)
+        if (exclusive && mmk__eng.pool.ref[c] == 1)
             (*priv)++;
     }
 }
@@ -213,4 +216,17 @@ void mmk__pt_count(uint32_t root, unsigned levels, size_t npages, size_t *nonzer
     *nonzero = *private_pages = 0;
     if (root)
         count_rec(root, levels, 1, nonzero, private_pages);
+}
+
+void mmk__node_trim(void)
+{
+    struct mmk__pool *P = &mmk__eng.pool;
+    if (P->nodes_in_use || P->node_top <= 1)
+        return;
+    /* Nothing alive: the arena starts over, and its memory goes back. */
+    size_t len = (size_t)P->node_top * sizeof(struct mmk__node);
+    len = (len + P->page - 1) & ~(P->page - 1);
+    mmk__sys_madvise(P->nodes, len, MADV_DONTNEED);
+    P->node_top = 1;
+    P->node_free = 0;
 }

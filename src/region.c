@@ -1,13 +1,13 @@
 /*
  * region.c - regions and snapshots: the public calls, setup and fork.
  *
- * view.c maps views and serves their faults; vm.h describes the pool and the
+ * view.c maps views and serves their faults; engine.c holds the engine's
+ * state, its budget and its mapping count; vm.h describes the pool and the
  * page-table trees underneath.  Every call here takes the engine lock for
  * its whole length, so calls are atomic with respect to each other and to
  * the fault handler.
  */
 #include "mmkit.h"
-#include "fault.h"
 #include "sys.h"
 #include "view.h"
 
@@ -17,97 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-
-static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
-static char *space_start;          /* the views' address space (space.c) */
-static size_t space_len;
-static mmk_area *space_area;       /* its one fault-router area */
-
-/* ---- fork ------------------------------------------------------------------- */
-
-/*
- * A child of fork() must never write into the parent's pool.  Before fork,
- * every view and the pool window are marked MADV_DONTFORK, so the child gets
- * no mapping there at all (an access in the child faults, and the region
- * handler passes it on: the child dies of SIGSEGV as for any bad pointer).
- * The parent's marks are removed again right after fork.
- */
-static void madvise_all(int advice)
-{
-    if (space_start)
-        mmk__sys_madvise(space_start, space_len, advice);
-    if (mmk__pool.win)
-        mmk__sys_madvise(mmk__pool.win, (size_t)mmk__pool.max_pages * page_size(), advice);
-}
-
-/* The fault router's writer lock comes before the engine lock (fault.h). */
-static void atfork_prepare(void)
-{
-    mmk__fault_fork_prepare();
-    mmk__vm_lock();
-    madvise_all(MADV_DONTFORK);
-}
-
-static void atfork_parent(void)
-{
-    madvise_all(MADV_DOFORK);
-    mmk__vm_unlock();
-    mmk__fault_fork_parent();
-}
-
-static void atfork_child(void)
-{
-    mmk__forked_child = 1;
-    mmk__protect_forked();
-    mmk__vm_unlock();
-    mmk__fault_fork_child();
-}
-
-static void register_atfork(void)
-{
-    pthread_atfork(atfork_prepare, atfork_parent, atfork_child);
-}
-
-/* ---- setup ------------------------------------------------------------------- */
-
-static size_t default_budget(void)
-{
-    size_t max = 65530;
-    int fd = mmk__sys_open("/proc/sys/vm/max_map_count", O_RDONLY, 0);
-    if (fd >= 0) {
-        char buf[32];
-        ssize_t n = mmk__sys_read(fd, buf, sizeof buf - 1);
-        mmk__sys_close(fd);
-        if (n > 0) {
-            buf[n] = 0;
-            unsigned long long x = strtoull(buf, NULL, 10);
-            if (x > 64)
-                max = (size_t)x;
-        }
-    }
-    return max / 2;
-}
-
-/* pre: engine lock held. */
-static int engine_init(void)
-{
-    int r = mmk__pool_init();
-    if (r < 0)
-        return r;
-    if (!space_area) {
-        r = mmk__space_init(&space_len, &space_start);
-        if (r < 0)
-            return r;
-        /* No region handler can be running yet, so registering under the
-         * engine lock cannot wait for one that waits for this lock. */
-        space_area = mmk_area_register(space_start, space_len, mmk__view_fault, NULL);
-        if (!space_area)
-            return -errno;
-    }
-    if (!mmk__map_budget)
-        mmk__map_budget = default_budget();
-    return 0;
-}
 
 static struct mmk_region *view_new(size_t size, unsigned flags)
 {
@@ -129,20 +38,18 @@ mmk_region *mmk_region_create(size_t size, unsigned flags)
         errno = EINVAL;
         return NULL;
     }
-    if (mmk__forked_child) {
+    if (mmk__engine_forked()) {
         errno = MMK_ESTATE;
         return NULL;
     }
-    pthread_once(&atfork_once, register_atfork);
-    mmk__vm_lock();
-    int r = engine_init();
-    mmk__vm_unlock();
+    mmk__engine_atfork();
+    int r = mmk__engine_start();
     if (r < 0) {
         errno = -r;
         return NULL;
     }
     size_t pg = page_size();
-    if (size > (size_t)mmk__pool.max_pages * pg - pg) {
+    if (size > (size_t)mmk__eng.pool.max_pages * pg - pg) {
         errno = ENOMEM;
         return NULL;
     }
@@ -171,7 +78,7 @@ mmk_region *mmk_region_snapshot(mmk_region *r, unsigned flags)
         errno = EINVAL;
         return NULL;
     }
-    if (mmk__forked_child) {
+    if (mmk__engine_forked()) {
         errno = MMK_ESTATE;
         return NULL;
     }
@@ -200,9 +107,9 @@ int mmk_region_destroy(mmk_region *r)
     if (!r)
         return -EINVAL;
     mmk__vm_lock();
-    if (r->base && !mmk__forked_child) {
+    if (r->base && !mmk__engine_forked()) {
         /* Back to plain reservation; a late fault on it finds no view. */
-        int e = mmk__view_wipe(r);
+        int e = r->nmapped || r->nbreaks ? mmk__view_wipe(r) : 0;
         if (e < 0) {
             mmk__vm_unlock();
             return e;
@@ -211,9 +118,10 @@ int mmk_region_destroy(mmk_region *r)
     }
     if (r->base)
         mmk__view_forget(r);
-    if (!mmk__forked_child) {
+    if (!mmk__engine_forked()) {
         mmk__node_put(r->root, r->levels);
         mmk__pool_flush();
+        mmk__node_trim();
     }
     mmk__vm_unlock();
     if (r->base) {
@@ -231,11 +139,11 @@ void *mmk_region_base(mmk_region *r)
         errno = EINVAL;
         return NULL;
     }
+    if (mmk__engine_forked()) { /* not mapped in a child of fork() */
+        errno = MMK_ESTATE;
+        return NULL;
+    }
     if (!r->base) {
-        if (mmk__forked_child) {
-            errno = MMK_ESTATE;
-            return NULL;
-        }
         mmk__vm_lock();
         int e = mmk__view_materialize(r);
         mmk__vm_unlock();
@@ -258,7 +166,7 @@ static int check_range(const mmk_region *r, size_t off, size_t len)
         return -EINVAL;
     if (off > r->size || len > r->size - off)
         return -ERANGE;
-    if (mmk__forked_child)
+    if (mmk__engine_forked())
         return -MMK_ESTATE;
     return 0;
 }
@@ -299,7 +207,6 @@ int mmk_region_read(const mmk_region *r, size_t off, void *buf, size_t len)
 
 struct restore_ctx {
     struct mmk_region *dst;
-    uint32_t old_root; /* dst's table before the restore */
     int err;
 };
 
@@ -309,36 +216,32 @@ static int restore_remap(size_t first, size_t count, void *ctx)
 {
     struct restore_ctx *c = ctx;
     struct mmk_region *v = c->dst;
-    uint32_t new_root = v->root;
     size_t end = first + count;
-    /* Count once for the whole run: the pages around it have the same
-     * backing in both tables. */
-    v->root = c->old_root;
-    long before = mmk__view_breaks(v, first, end, 0);
-    v->root = new_root;
     for (size_t i = first; i < end;) {
-        if (v->state[i] == ST_NONE) {
+        if (vstate(v, i) == ST_NONE) {
             i++;
             continue;
         }
-        uint32_t p = mmk__pt_lookup(new_root, v->levels, i);
+        int r = mmk__engine_make_room(v, 2); /* may unmap v: look again */
+        if (r == 0 && vstate(v, i) == ST_NONE)
+            continue;
+        uint32_t p = mmk__pt_lookup(v->root, v->levels, i);
         size_t j = i + 1;
-        while (j < end && v->state[j] != ST_NONE &&
-               mmk__pt_lookup(new_root, v->levels, j) == (p ? p + (uint32_t)(j - i) : 0))
+        while (j < end && vstate(v, j) != ST_NONE &&
+               mmk__pt_lookup(v->root, v->levels, j) == (p ? p + (uint32_t)(j - i) : 0))
             j++;
-        int r = p ? mmk__view_map_pool(v, i, j - i, p, PROT_READ) : mmk__view_map_zero(v, i, j - i);
+        if (r == 0)
+            r = mmk__view_change(v, i, j - i, p ? ST_RO : ST_ZERO, p, VIEW_MAP);
         if (r < 0) {
-            c->err = r; /* the caller wipes the view, which recounts it */
+            c->err = r; /* the caller unmaps the view */
             return 1;
         }
-        memset(v->state + i, p ? ST_RO : ST_ZERO, j - i);
         i = j;
     }
-    mmk__view_account(v, before, mmk__view_breaks(v, first, end, 0));
     return 0;
 }
 
-int mmk_region_restore(mmk_region *dst, const mmk_region *src)
+int mmk_region_restore(mmk_region *dst, mmk_region *src)
 {
     if (!dst || !src)
         return -EINVAL;
@@ -346,26 +249,26 @@ int mmk_region_restore(mmk_region *dst, const mmk_region *src)
         return -MMK_ESIZE;
     if (!(dst->flags & V_WRITABLE))
         return -EROFS;
-    if (mmk__forked_child)
+    if (mmk__engine_forked())
         return -MMK_ESTATE;
     if (dst == src)
         return 0;
     mmk__vm_lock();
     /* src's tree becomes shared with dst: like a snapshot of src, its
      * writable pages must be write-protected first. */
-    int e = mmk__view_protect_dirty((struct mmk_region *)src);
+    int e = mmk__view_protect_dirty(src);
     if (e < 0) {
         mmk__vm_unlock();
         return e;
     }
     uint32_t old = dst->root;
-    dst->shared_ever = ((struct mmk_region *)src)->shared_ever = 1;
+    dst->shared_ever = src->shared_ever = 1;
     dst->root = src->root;
     mmk__node_get(dst->root);
-    struct restore_ctx c = { dst, old, 0 };
+    struct restore_ctx c = { dst, 0 };
     if (dst->base)
         mmk__pt_diff(old, dst->root, dst->levels, dst->npages, restore_remap, &c);
-    if (c.err < 0)
+    if (c.err < 0 && dst->nmapped)
         mmk__view_wipe(dst); /* could not remap piecewise: unmap the whole view */
     mmk__node_put(old, dst->levels);
     mmk__pool_flush();
@@ -408,31 +311,29 @@ int mmk_region_prepare_write(mmk_region *r, size_t off, size_t len)
             e = mmk__pool_alloc_run((uint32_t)n, &q);
         if (e < 0)
             break;
-        /* Copy, in runs of consecutive source pages (one pwrite each). */
-        for (size_t j = 0; j < n;) {
+        /* Copy, in runs of consecutive source pages (one pwrite each).  A
+         * failed copy (a full tmpfs, a memory cgroup limit) gives the new
+         * pages back and changes nothing. */
+        for (size_t j = 0; j < n && e == 0;) {
             uint32_t p = mmk__pt_lookup(r->root, r->levels, s + j);
             size_t k = j + 1;
             while (p && k < n && mmk__pt_lookup(r->root, r->levels, s + k) == p + (k - j))
                 k++;
             if (p)
-                mmk__view_copy_pages(q + (uint32_t)j, mmk__pool_addr(p), k - j);
+                e = mmk__view_copy_pages(q + (uint32_t)j, mmk__pool_addr(p), k - j);
             j = k;
         }
         /* Map the copies before the table points at them: if mapping fails,
          * the table and the old pages are untouched. */
-        long before = 0;
-        if (r->base) {
-            e = mmk__view_make_room(r, 3);
-            if (e == 0) {
-                before = mmk__view_breaks(r, s, s + n, 0);
-                e = mmk__view_map_pool(r, s, n, q, PROT_READ | PROT_WRITE);
-            }
-            if (e < 0) {
-                for (size_t k = 0; k < n; k++)
-                    mmk__pool_put(q + (uint32_t)k);
-                mmk__view_wipe(r); /* what the failed mmap left is unknown */
-                break;
-            }
+        if (e == 0 && r->base) {
+            e = mmk__engine_make_room(r, 2);
+            if (e == 0)
+                e = mmk__view_change(r, s, n, ST_RW, q, VIEW_MAP); /* unmaps r on failure */
+        }
+        if (e < 0) {
+            for (size_t k = 0; k < n; k++)
+                mmk__pool_put(q + (uint32_t)k);
+            break;
         }
         for (size_t j = 0; j < n; j++) {
             uint32_t *slot = mmk__pt_slot(&r->root, r->levels, s + j);
@@ -440,11 +341,8 @@ int mmk_region_prepare_write(mmk_region *r, size_t off, size_t len)
             *slot = q + (uint32_t)j;
             mmk__pool_put(old); /* freed pages are punched at the flush */
         }
-        if (r->base) {
-            memset(r->state + s, ST_RW, n);
-            mmk__view_account(r, before, mmk__view_breaks(r, s, s + n, 0));
+        if (r->base)
             mmk__view_dirty_add(r, s, n);
-        }
     }
     mmk__pool_flush();
     mmk__vm_unlock();
@@ -480,7 +378,7 @@ int mmk_region_diff(const mmk_region *a, const mmk_region *b, mmk_diff_fn fn, vo
         return -EINVAL;
     if (a->size != b->size)
         return -MMK_ESIZE;
-    if (mmk__forked_child)
+    if (mmk__engine_forked())
         return -MMK_ESTATE;
     /* Collect under the lock, call back outside it: fn may touch regions. */
     struct diff_collect d = { 0 };
@@ -499,7 +397,7 @@ int mmk_region_stats(const mmk_region *r, struct mmk_region_stats *st)
 {
     if (!r || !st)
         return -EINVAL;
-    if (mmk__forked_child)
+    if (mmk__engine_forked())
         return -MMK_ESTATE;
     memset(st, 0, sizeof *st);
     mmk__vm_lock();
@@ -508,25 +406,27 @@ int mmk_region_stats(const mmk_region *r, struct mmk_region_stats *st)
     st->pages = r->npages;
     st->private_pages = priv;
     st->shared_pages = nonzero - priv;
-    st->pool_pages = mmk__pool.in_use;
-    /* Mappings in the view's range: the breaks inside it, plus one. */
+    st->pool_pages = mmk__eng.pool.in_use;
+    /* Mappings in the view's range: at most the breaks inside it, plus one. */
     if (r->base)
-        st->mappings = (size_t)r->nmaps + 1 - (r->state[0] != ST_NONE) -
-                       (r->state[r->npages - 1] != ST_NONE);
-    st->total_mappings = (size_t)mmk__total_maps;
-    st->budget = mmk__map_budget;
-    st->nodes = mmk__pool.nodes_in_use;
+        st->mappings = (size_t)r->nbreaks + 1;
+    st->total_mappings = (size_t)(mmk__eng.maps.total + 2 * (long)mmk__protect_pending());
+    st->budget = mmk__eng.budget;
+    st->nodes = mmk__eng.pool.nodes_in_use;
     mmk__vm_unlock();
     return 0;
 }
 
 int mmk_region_set_budget(size_t mappings)
 {
-    if (mappings != 0 && mappings < 16)
-        return -EINVAL;
+    if (mmk__engine_forked())
+        return -MMK_ESTATE;
+    mmk__engine_atfork();
+    int r = mmk__engine_start();
+    if (r < 0)
+        return r;
     mmk__vm_lock();
-    mmk__map_budget = mappings ? mappings : default_budget();
-    int r = mmk__view_make_room(NULL, 0);
+    r = mmk__engine_set_budget(mappings);
     mmk__vm_unlock();
     return r;
 }

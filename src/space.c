@@ -10,7 +10,8 @@
  *     the view of an address in O(1) through a table with one entry per
  *     granule (2 MiB) of the space.
  * Ranges are handed out first-fit from a list of free extents, in granules.
- * Everything here runs under the engine lock.
+ * Everything here runs under the engine lock; the state is the engine's
+ * (engine.h).
  */
 #include "vm.h"
 #include "sys.h"
@@ -23,23 +24,12 @@
 #define GRANULE_SHIFT 21
 #define GRANULE ((size_t)1 << GRANULE_SHIFT)
 
-struct extent {
-    size_t first, count; /* in granules */
-};
+#define S (&mmk__eng.space)
 
-static char *space_base;
-static size_t space_granules;
-static void **owners;          /* one owner per granule, NULL when free */
-static struct extent *freelist; /* sorted by first, coalesced */
-static size_t nfree, free_cap;
-
-int mmk__space_init(size_t *len_out, char **base_out)
+int mmk__space_init(void)
 {
-    if (space_base) {
-        *base_out = space_base;
-        *len_out = space_granules << GRANULE_SHIFT;
+    if (S->base)
         return 0;
-    }
     /* As much as the address space gives, from 32 TiB down to 64 GiB. */
     int r = -ENOMEM;
     void *base = NULL;
@@ -55,45 +45,49 @@ int mmk__space_init(size_t *len_out, char **base_out)
     /* Align the start to a granule; the slack stays reserved. */
     uintptr_t aligned = ((uintptr_t)base + GRANULE - 1) & ~(uintptr_t)(GRANULE - 1);
     size_t granules = len >> GRANULE_SHIFT;
-    void *map;
+    void *map = NULL;
     r = mmk__sys_mmap(&map, NULL, granules * sizeof(void *), PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    struct extent *fl = malloc(16 * sizeof *fl);
-    if (r < 0 || !fl) {
-        if (r == 0)
+    /* The free list never needs more than one extent per two granules:
+     * reserved whole, so freeing never allocates (it runs in the fault
+     * handler when scratch ranges are dropped there). */
+    size_t cap = granules / 2 + 2;
+    void *fl = NULL;
+    if (r == 0)
+        r = mmk__sys_mmap(&fl, NULL, cap * sizeof(struct mmk__extent), PROT_READ | PROT_WRITE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r < 0) {
+        if (map)
             mmk__sys_munmap(map, granules * sizeof(void *));
-        free(fl);
         mmk__sys_munmap(base, len + GRANULE);
-        return r < 0 ? r : -ENOMEM;
+        return r;
     }
-    owners = map;
-    freelist = fl;
-    free_cap = 16;
-    freelist[0] = (struct extent){ 0, granules };
-    nfree = 1;
-    space_granules = granules;
-    space_base = (char *)aligned;
-    *base_out = space_base;
-    *len_out = len;
+    S->owners = map;
+    S->freelist = fl;
+    S->free_cap = cap;
+    S->freelist[0] = (struct mmk__extent){ 0, granules };
+    S->nfree = 1;
+    S->granules = granules;
+    S->base = (char *)aligned;
     return 0;
 }
 
 int mmk__space_alloc(size_t len, void *owner, char **out)
 {
     size_t need = (len + GRANULE - 1) >> GRANULE_SHIFT;
-    for (size_t k = 0; k < nfree; k++) {
-        if (freelist[k].count < need)
+    for (size_t k = 0; k < S->nfree; k++) {
+        if (S->freelist[k].count < need)
             continue;
-        size_t first = freelist[k].first;
-        freelist[k].first += need;
-        freelist[k].count -= need;
-        if (freelist[k].count == 0) {
-            memmove(freelist + k, freelist + k + 1, (nfree - k - 1) * sizeof *freelist);
-            nfree--;
+        size_t first = S->freelist[k].first;
+        S->freelist[k].first += need;
+        S->freelist[k].count -= need;
+        if (S->freelist[k].count == 0) {
+            memmove(S->freelist + k, S->freelist + k + 1, (S->nfree - k - 1) * sizeof *S->freelist);
+            S->nfree--;
         }
         for (size_t g = 0; g < need; g++)
-            owners[first + g] = owner;
-        *out = space_base + (first << GRANULE_SHIFT);
+            S->owners[first + g] = owner;
+        *out = S->base + (first << GRANULE_SHIFT);
         return 0;
     }
     return -ENOMEM;
@@ -101,44 +95,39 @@ int mmk__space_alloc(size_t len, void *owner, char **out)
 
 int mmk__space_free(char *base, size_t len)
 {
-    size_t first = (size_t)(base - space_base) >> GRANULE_SHIFT;
+    size_t first = (size_t)(base - S->base) >> GRANULE_SHIFT;
     size_t count = (len + GRANULE - 1) >> GRANULE_SHIFT;
     for (size_t g = 0; g < count; g++)
-        owners[first + g] = NULL;
+        S->owners[first + g] = NULL;
     /* Insert in order, then coalesce with the neighbours. */
     size_t k = 0;
-    while (k < nfree && freelist[k].first < first)
+    while (k < S->nfree && S->freelist[k].first < first)
         k++;
-    int joins_left = k > 0 && freelist[k - 1].first + freelist[k - 1].count == first;
-    int joins_right = k < nfree && first + count == freelist[k].first;
+    int joins_left = k > 0 && S->freelist[k - 1].first + S->freelist[k - 1].count == first;
+    int joins_right = k < S->nfree && first + count == S->freelist[k].first;
     if (joins_left && joins_right) {
-        freelist[k - 1].count += count + freelist[k].count;
-        memmove(freelist + k, freelist + k + 1, (nfree - k - 1) * sizeof *freelist);
-        nfree--;
+        S->freelist[k - 1].count += count + S->freelist[k].count;
+        memmove(S->freelist + k, S->freelist + k + 1, (S->nfree - k - 1) * sizeof *S->freelist);
+        S->nfree--;
     } else if (joins_left) {
-        freelist[k - 1].count += count;
+        S->freelist[k - 1].count += count;
     } else if (joins_right) {
-        freelist[k].first = first;
-        freelist[k].count += count;
+        S->freelist[k].first = first;
+        S->freelist[k].count += count;
     } else {
-        if (nfree == free_cap) {
-            struct extent *n = realloc(freelist, 2 * free_cap * sizeof *n);
-            if (!n)
-                return -ENOMEM; /* the range stays reserved, unused */
-            freelist = n;
-            free_cap *= 2;
-        }
-        memmove(freelist + k + 1, freelist + k, (nfree - k) * sizeof *freelist);
-        freelist[k] = (struct extent){ first, count };
-        nfree++;
+        if (S->nfree == S->free_cap)
+            return -ENOMEM; /* cannot happen: the range stays reserved, unused */
+        memmove(S->freelist + k + 1, S->freelist + k, (S->nfree - k) * sizeof *S->freelist);
+        S->freelist[k] = (struct mmk__extent){ first, count };
+        S->nfree++;
     }
     return 0;
 }
 
 void *mmk__space_owner(const void *addr)
 {
-    uintptr_t a = (uintptr_t)addr, b = (uintptr_t)space_base;
-    if (!space_base || a < b || a - b >= (space_granules << GRANULE_SHIFT))
+    uintptr_t a = (uintptr_t)addr, b = (uintptr_t)S->base;
+    if (!S->base || a < b || a - b >= (S->granules << GRANULE_SHIFT))
         return NULL;
-    return owners[(a - b) >> GRANULE_SHIFT];
+    return S->owners[(a - b) >> GRANULE_SHIFT];
 }

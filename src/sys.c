@@ -523,3 +523,17 @@ int mmk__sys_lchownat(int dirfd, const char *name, uid_t uid, gid_t gid)
     SAVE_ERRNO;
     RESULT(fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) == 0, 0);
 }
+
+/* ---- region engine ---------------------------------------------------------- */
+
+#include <sys/ioctl.h>
+
+int mmk__sys_ioctl(int fd, unsigned long request, void *arg)
+{
+    SAVE_ERRNO;
+    int r;
+    do
+        r = ioctl(fd, request, arg);
+    while (r < 0 && errno == EINTR);
+    RESULT(r >= 0, r);
+}

@@ -149,4 +149,10 @@ int mmk__sys_lchownat(int dirfd, const char *name, uid_t uid, gid_t gid);
 /* renameat(2). */
 int mmk__sys_renameat(int olddir, const char *oldname, int newdir, const char *newname);
 
+/* ---- region engine (src/engine.c) ----------------------------------------- */
+
+/* ioctl(2) with a pointer argument (PROCMAP_QUERY on /proc/self/maps).
+ * Retries EINTR.  Returns the ioctl's result. */
+int mmk__sys_ioctl(int fd, unsigned long request, void *arg);
+
 #endif

@@ -1,10 +1,10 @@
 /*
- * view.c - mapping a view: page states, the mapping count and budget, read
- * and write faults, write-protection.
+ * view.c - mapping a view: page states, the marks the mapping count is
+ * made of, read and write faults, write-protection.
  *
  * A view (mmk_region) has a page table (vm.h) and, once someone asks for its
  * address, an address range.  The range starts PROT_NONE; every page is in
- * one of four states, kept in a byte per page:
+ * one of four states, kept in the low bits of a byte per page:
  *
  *   NONE  not mapped (PROT_NONE): the next access faults and maps it
  *   ZERO  mapped read-only to anonymous zero memory (a never-written page)
@@ -21,13 +21,16 @@
  *
  * Mappings.  The kernel allows vm.max_map_count mappings per process.  All
  * views live inside one PROT_NONE reservation (space.c), so a view with no
- * page mapped costs no mapping at all.  The engine counts the mappings each
- * view adds (a run of pages merges into one kernel mapping when the pages
- * have the same state and, for pool pages, consecutive pool offsets) and
- * keeps the total under a budget: when a new mapping would pass it, whole
- * views are unmapped (back to NONE) - those not faulted on recently first -
- * and refault on demand.  No data is lost by that, and no write fails for
- * lack of mappings.
+ * page mapped costs no mapping at all.  Every change of a view's mappings
+ * goes through mmk__view_change(), which marks where a kernel mapping may
+ * now begin (the high bit of the page's state byte, or the view's edges):
+ * one mmap call makes one mapping, so the marks inside its range go; any
+ * call may split at the two ends of its range, so those are marked.  Whether
+ * the kernel merged anything is never assumed: engine.c asks the kernel at
+ * checkpoints and lowers the marks.  The sum of the marks is kept under a
+ * budget: views are unmapped (back to NONE) - those not faulted on recently
+ * first - and refault on demand.  No data is lost by that, and no write
+ * fails for lack of mappings.
  */
 #include "view.h"
 #include "report.h"
@@ -46,78 +49,70 @@
  * away (protect.c) rather than by mprotect. */
 #define MOVE_PROTECT_PAGES 512
 
-struct mmk_region *mmk__views;
-long mmk__total_maps;
-size_t mmk__map_budget;
-int mmk__forked_child;
+/* ---- the marks ---------------------------------------------------------------- */
 
-/* Views faulted on most recently: evicted last, so that an instruction
- * touching two views (a memcpy between them) cannot evict its own source. */
-#define RECENT 4
-static struct mmk_region *recent[RECENT];
-static unsigned recent_next;
-
-/* ---- mapping accounting --------------------------------------------------- */
-
-/* The kind of kernel mapping page i sits in, and its pool page. */
-static inline int kind_of(const struct mmk_region *v, size_t i, uint32_t *pp)
+static void count_marks(long d)
 {
-    int st = v->state[i];
-    *pp = st >= ST_RO ? mmk__pt_lookup(v->root, v->levels, i) : 0;
-    return st;
+    mmk__eng.maps.total += d;
+    if (d > 0)
+        mmk__eng.maps.since_cal += d;
 }
 
-/* 1 if pages i-1 and i cannot share one kernel mapping. */
-static int breaks_at(const struct mmk_region *v, size_t i)
+/* A kernel mapping may begin at page i (0: at base; npages: at the end). */
+void mmk__view_mark_break(struct mmk_region *v, size_t i)
 {
-    uint32_t pa, pb;
-    int ka = kind_of(v, i - 1, &pa), kb = kind_of(v, i, &pb);
-    if (ka != kb)
-        return 1;
-    if (ka == ST_NONE || ka == ST_ZERO)
-        return 0;
-    return pb != pa + 1;
-}
-
-/* Breaks at the boundaries inside [first, last] (each i: between i-1 and i). */
-static long breaks_between(const struct mmk_region *v, size_t first, size_t last)
-{
-    long n = 0;
-    if (first == 0)
-        first = 1;
-    if (last > v->npages - 1)
-        last = v->npages - 1;
-    for (size_t i = first; i <= last && i < v->npages; i++)
-        n += breaks_at(v, i);
-    return n;
-}
-
-/* Mapping count change of [s, e): call before and after changing it.
- * Only boundaries s and e can change when the run changes uniformly
- * (RW <-> RO over the same pool pages): `edges_only` says so. */
-long mmk__view_breaks(const struct mmk_region *v, size_t s, size_t e, int edges_only)
-{
-    long n = 0;
-    if (edges_only) {
-        if (s > 0)
-            n += breaks_at(v, s);
-        if (e < v->npages)
-            n += breaks_at(v, e);
-    } else {
-        n = breaks_between(v, s, e);
+    if (i == 0) {
+        if (!v->edge_lo)
+            v->edge_lo = 1, count_marks(1);
+    } else if (i >= v->npages) {
+        if (!v->edge_hi)
+            v->edge_hi = 1, count_marks(1);
+    } else if (!(v->state[i] & ST_BREAK)) {
+        v->state[i] |= ST_BREAK;
+        v->nbreaks++;
+        count_marks(1);
+        if (i < v->brk_lo)
+            v->brk_lo = i;
+        if (i + 1 > v->brk_hi)
+            v->brk_hi = i + 1;
     }
-    /* A mapped first or last page may split the reservation around the view. */
-    if (s == 0)
-        n += v->state[0] != ST_NONE;
-    if (e >= v->npages)
-        n += v->state[v->npages - 1] != ST_NONE;
-    return n;
 }
 
-void mmk__view_account(struct mmk_region *v, long before, long after)
+void mmk__view_clear_breaks(struct mmk_region *v)
 {
-    v->nmaps += after - before;
-    mmk__total_maps += after - before;
+    for (size_t i = v->brk_lo; i < v->brk_hi; i++)
+        if (v->state[i] & ST_BREAK)
+            v->state[i] &= (uint8_t)~ST_BREAK;
+    count_marks(-mmk__view_charge(v));
+    v->nbreaks = 0;
+    v->edge_lo = v->edge_hi = 0;
+    v->brk_lo = v->npages;
+    v->brk_hi = 0;
+}
+
+/* Pages [s, e) now have state st.  `one_mapping`: the range was made by one
+ * mmap call, so no mapping begins inside it. */
+static void record(struct mmk_region *v, size_t s, size_t e, int st, int one_mapping)
+{
+    long cleared = 0;
+    for (size_t i = s; i < e; i++) {
+        uint8_t old = v->state[i], now;
+        if (one_mapping && i > s && (old & ST_BREAK)) {
+            old &= (uint8_t)~ST_BREAK;
+            cleared++;
+        }
+        now = (uint8_t)((old & ST_BREAK) | st);
+        if ((old & ST_MASK) == ST_NONE && st != ST_NONE)
+            v->nmapped++;
+        else if ((old & ST_MASK) != ST_NONE && st == ST_NONE)
+            v->nmapped--;
+        if (now != v->state[i]) /* untouched pages of a huge view stay untouched */
+            v->state[i] = now;
+    }
+    v->nbreaks -= cleared;
+    count_marks(-cleared);
+    mmk__view_mark_break(v, s);
+    mmk__view_mark_break(v, e);
 }
 
 void mmk__view_dirty_add(struct mmk_region *v, size_t s, size_t n)
@@ -133,113 +128,102 @@ void mmk__view_dirty_add(struct mmk_region *v, size_t s, size_t n)
     v->dirty[v->ndirty++] = (struct run){ s, n };
 }
 
-/* ---- mapping primitives (engine lock held) -------------------------------- */
+/* ---- the one call that changes mappings ------------------------------------------ */
 
-static int map_none(struct mmk_region *v, size_t s, size_t n)
+static int kernel_map(struct mmk_region *v, size_t s, size_t n, int st, uint32_t p)
 {
     void *out;
-    return mmk__sys_mmap(&out, v->base + s * page_size(), n * page_size(), PROT_NONE,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    char *a = v->base + s * page_size();
+    size_t len = n * page_size();
+    switch (st) {
+    case ST_NONE:
+        return mmk__sys_mmap(&out, a, len, PROT_NONE,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    case ST_ZERO:
+        return mmk__sys_mmap(&out, a, len, PROT_READ,
+                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    default:
+        return mmk__sys_mmap(&out, a, len, st == ST_RW ? PROT_READ | PROT_WRITE : PROT_READ,
+                             MAP_SHARED | MAP_FIXED, mmk__eng.pool.fd,
+                             (off_t)((uint64_t)p * page_size()));
+    }
 }
 
-int mmk__view_map_zero(struct mmk_region *v, size_t s, size_t n)
+int mmk__view_change(struct mmk_region *v, size_t s, size_t n, int st, uint32_t p, unsigned how)
 {
-    void *out;
-    return mmk__sys_mmap(&out, v->base + s * page_size(), n * page_size(), PROT_READ,
-                         MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    if (n == 0)
+        return 0;
+    int r;
+    if (how & VIEW_PROTECT) {
+        char *a = v->base + s * page_size();
+        size_t len = n * page_size();
+        r = -1;
+        if ((how & VIEW_MOVE) && st == ST_RO && n >= MOVE_PROTECT_PAGES)
+            r = mmk__protect_by_move(a, len);
+        if (r < 0)
+            r = mmk__sys_mprotect(a, len, st == ST_RW ? PROT_READ | PROT_WRITE : PROT_READ);
+    } else {
+        r = kernel_map(v, s, n, st, p);
+    }
+    if (r == -ENOMEM && !(how & VIEW_RETRY)) {
+        /*
+         * The kernel's own limit (vm.max_map_count counts the rest of the
+         * program's mappings too): it refuses before changing anything.
+         * Unmap other views and try again, so a store does not die of it.
+         */
+        for (int k = 0; k < 8 && mmk__engine_shed(v) == 0; k++)
+            if (mmk__view_change(v, s, n, st, p, how | VIEW_RETRY) == 0)
+                return 0;
+    }
+    if (r < 0) {
+        /* The call may have split the range's ends, and left who knows what
+         * inside (a failed MAP_FIXED can leave a hole): unmap the view. */
+        mmk__view_mark_break(v, s);
+        mmk__view_mark_break(v, s + n);
+        if (!(s == 0 && n == v->npages && st == ST_NONE && !(how & VIEW_PROTECT))) /* not a wipe */
+            mmk__view_wipe(v);
+        return r;
+    }
+    record(v, s, s + n, st, !(how & VIEW_PROTECT));
+    return 0;
 }
 
-int mmk__view_map_pool(struct mmk_region *v, size_t s, size_t n, uint32_t p, int prot)
-{
-    void *out;
-    return mmk__sys_mmap(&out, v->base + s * page_size(), n * page_size(), prot,
-                         MAP_SHARED | MAP_FIXED, mmk__pool.fd, (off_t)((uint64_t)p * page_size()));
-}
-
-/* Unmap a whole view back to one PROT_NONE mapping. */
 int mmk__view_wipe(struct mmk_region *v)
 {
-    int r = map_none(v, 0, v->npages);
-    if (r < 0)
-        return r;
-    memset(v->state, ST_NONE, v->npages);
-    mmk__view_account(v, v->nmaps, 0);
-    return 0;
-}
-
-static int is_recent(const struct mmk_region *v)
-{
-    for (int k = 0; k < RECENT; k++)
-        if (recent[k] == v)
-            return 1;
-    return 0;
+    /* (No retry: shedding views for a wipe could recurse through them.) */
+    return mmk__view_change(v, 0, v->npages, ST_NONE, 0, VIEW_MAP | VIEW_RETRY);
 }
 
 static void note_recent(struct mmk_region *v)
 {
-    if (!is_recent(v))
-        recent[recent_next++ % RECENT] = v;
-}
-
-/*
- * Make room for `need` more mappings under the budget (the reservation and
- * the pool window count too).  Victims, largest first: views not faulted on
- * recently; then other views; last the faulting view `cur` itself.
- */
-int mmk__view_make_room(struct mmk_region *cur, long need)
-{
-    /* Also count the reservation, the pool window and the scratch ranges
-     * that page tables were moved into and the reaper has not dropped. */
-    need += 2 + 2 * (long)mmk__protect_pending();
-    while (mmk__total_maps + need > (long)mmk__map_budget) {
-        struct mmk_region *pick = NULL;
-        for (int pass = 0; pass < 3 && !pick; pass++) {
-            for (struct mmk_region *v = mmk__views; v; v = v->next) {
-                if (!v->base || v->nmaps == 0 || (pass < 2 && v == cur) ||
-                    (pass == 0 && is_recent(v)))
-                    continue;
-                if (!pick || v->nmaps > pick->nmaps)
-                    pick = v;
-            }
-        }
-        if (!pick)
-            return -MMK_EBUDGET;
-        int r = mmk__view_wipe(pick);
-        if (r < 0)
-            return r;
-    }
-    return 0;
+    for (int k = 0; k < MMK__RECENT; k++)
+        if (mmk__eng.recent[k] == v)
+            return;
+    mmk__eng.recent[mmk__eng.recent_next++ % MMK__RECENT] = v;
 }
 
 /* ---- faults ----------------------------------------------------------------- */
 
 static int read_fault(struct mmk_region *v, size_t i)
 {
+    int r = mmk__engine_make_room(v, 2);
+    if (r < 0)
+        return r;
     uint32_t p = mmk__pt_lookup(v->root, v->levels, i);
     size_t block = i - i % READ_RUN_PAGES;
     size_t lo = i, hi = i + 1, end = block + READ_RUN_PAGES;
     if (end > v->npages)
         end = v->npages;
-    /* Grow the run while the neighbours are unmapped and would merge. */
-    while (lo > block && v->state[lo - 1] == ST_NONE &&
+    /* Grow the run while the neighbours are unmapped and one mapping can
+     * hold them (the same zero memory, or the next pool pages). */
+    while (lo > block && vstate(v, lo - 1) == ST_NONE &&
            mmk__pt_lookup(v->root, v->levels, lo - 1) == (p ? p - (uint32_t)(i - lo + 1) : 0))
         lo--;
-    while (hi < end && v->state[hi] == ST_NONE &&
+    while (hi < end && vstate(v, hi) == ST_NONE &&
            mmk__pt_lookup(v->root, v->levels, hi) == (p ? p + (uint32_t)(hi - i) : 0))
         hi++;
-    int r = mmk__view_make_room(v, 3);
-    if (r < 0)
-        return r;
-    long before = mmk__view_breaks(v, lo, hi, 0);
-    r = p ? mmk__view_map_pool(v, lo, hi - lo, p - (uint32_t)(i - lo), PROT_READ)
-          : mmk__view_map_zero(v, lo, hi - lo);
-    if (r < 0) {
-        mmk__view_wipe(v); /* a failed MAP_FIXED may leave a hole: fill it */
-        return r;
-    }
-    memset(v->state + lo, p ? ST_RO : ST_ZERO, hi - lo);
-    mmk__view_account(v, before, mmk__view_breaks(v, lo, hi, 0));
-    return 0;
+    return mmk__view_change(v, lo, hi - lo, p ? ST_RO : ST_ZERO, p ? p - (uint32_t)(i - lo) : 0,
+                            VIEW_MAP);
 }
 
 /* A write to never-written memory: claim a run of zero pages at once. */
@@ -258,8 +242,11 @@ static int zero_fill(struct mmk_region *v, size_t i)
         lo--;
     while (hi < end && mmk__pt_lookup(v->root, v->levels, hi) == 0)
         hi++;
+    int r = mmk__engine_make_room(v, 2);
+    if (r < 0)
+        return r;
     uint32_t q;
-    int r = mmk__pool_alloc_run((uint32_t)(hi - lo), &q);
+    r = mmk__pool_alloc_run((uint32_t)(hi - lo), &q);
     if (r < 0) { /* no contiguous room: one page */
         lo = i;
         hi = i + 1;
@@ -267,8 +254,6 @@ static int zero_fill(struct mmk_region *v, size_t i)
         if (r < 0)
             return r;
     }
-    r = mmk__view_make_room(v, 3);
-    long before = r == 0 ? mmk__view_breaks(v, lo, hi, 0) : 0;
     for (size_t j = lo; r == 0 && j < hi; j++) {
         uint32_t *slot = mmk__pt_slot(&v->root, v->levels, j);
         if (!slot)
@@ -282,31 +267,24 @@ static int zero_fill(struct mmk_region *v, size_t i)
                 mmk__pool_put(q + (uint32_t)(j - lo));
         return r;
     }
-    r = mmk__view_map_pool(v, lo, hi - lo, q, PROT_READ | PROT_WRITE);
-    if (r < 0) {
-        /* The table holds the (zero) new pages, which is fine; what the
-         * failed mmap left is unknown, so unmap the view and recount. */
-        mmk__view_wipe(v);
-        return r;
-    }
-    memset(v->state + lo, ST_RW, hi - lo);
-    mmk__view_account(v, before, mmk__view_breaks(v, lo, hi, 0));
-    mmk__view_dirty_add(v, lo, hi - lo);
-    return 0;
+    /* On failure the table keeps the (zero) new pages, which is fine. */
+    r = mmk__view_change(v, lo, hi - lo, ST_RW, q, VIEW_MAP);
+    if (r == 0)
+        mmk__view_dirty_add(v, lo, hi - lo);
+    return r;
 }
 
 /*
- * Copy n pool pages starting at p (contents at src) into pool pages from q.
- * pwrite puts the bytes straight into the memfd's pages, so the pool window
- * never has to fault the destination in.
+ * Copy n pages of contents at src into pool pages from q.  pwrite puts the
+ * bytes straight into the memfd's pages, so the pool window never has to
+ * fault the destination in.  When pwrite fails (a full tmpfs, a memory
+ * cgroup at its limit) the error is returned: a copy through the window
+ * would raise SIGBUS for the same reason, with the engine lock held.
  */
 int mmk__view_copy_pages(uint32_t q, const void *src, size_t n)
 {
     size_t pg = page_size();
-    int r = mmk__sys_pwrite_all(mmk__pool.fd, src, n * pg, (off_t)((uint64_t)q * pg));
-    if (r < 0) /* e.g. a full tmpfs: fall back to the window */
-        memcpy(mmk__pool_addr(q), src, n * pg);
-    return 0;
+    return mmk__sys_pwrite_all(mmk__eng.pool.fd, src, n * pg, (off_t)((uint64_t)q * pg));
 }
 
 /* Unmap page i from every view other than v that maps pool page p there
@@ -314,31 +292,23 @@ int mmk__view_copy_pages(uint32_t q, const void *src, size_t n)
  * copy.  They refault the copy on their next read. */
 static int maps_page(const struct mmk_region *w, size_t i, uint32_t p)
 {
-    return i < w->npages && w->state[i] == ST_RO && mmk__pt_lookup(w->root, w->levels, i) == p;
+    return i < w->npages && vstate(w, i) == ST_RO && mmk__pt_lookup(w->root, w->levels, i) == p;
 }
 
 /* How many views other than v map pool page p at page i. */
 static long count_others(const struct mmk_region *v, size_t i, uint32_t p)
 {
     long n = 0;
-    for (const struct mmk_region *w = mmk__views; w; w = w->next)
+    for (const struct mmk_region *w = mmk__eng.views; w; w = w->next)
         n += w != v && maps_page(w, i, p);
     return n;
 }
 
 static void unmap_others(struct mmk_region *v, size_t i, uint32_t p)
 {
-    for (struct mmk_region *w = mmk__views; w; w = w->next) {
-        if (w == v || !maps_page(w, i, p))
-            continue;
-        long before = mmk__view_breaks(w, i, i + 1, 0);
-        if (map_none(w, i, 1) < 0) {
-            mmk__view_wipe(w);
-            continue;
-        }
-        w->state[i] = ST_NONE;
-        mmk__view_account(w, before, mmk__view_breaks(w, i, i + 1, 0));
-    }
+    for (struct mmk_region *w = mmk__eng.views; w; w = w->next)
+        if (w != v && maps_page(w, i, p))
+            mmk__view_change(w, i, 1, ST_NONE, 0, VIEW_MAP); /* on failure w is unmapped */
 }
 
 static int write_fault(struct mmk_region *v, size_t i)
@@ -351,11 +321,10 @@ static int write_fault(struct mmk_region *v, size_t i)
         return zero_fill(v, i);
     /* Room for this page, and for splitting every other view that maps the
      * page if it gets the copy (copy before write, below). */
-    int r = mmk__view_make_room(v, 3 + 2 * count_others(v, i, p));
+    int r = mmk__engine_make_room(v, 2 + 2 * count_others(v, i, p));
     if (r < 0)
         return r;
-    long before = mmk__view_breaks(v, i, i + 1, 0);
-    int keep = mmk__pt_exclusive(v->root, v->levels, i) && mmk__pool.ref[p] == 1;
+    int keep = mmk__pt_exclusive(v->root, v->levels, i) && mmk__eng.pool.ref[p] == 1;
     if (!keep) {
         uint32_t *slot = mmk__pt_slot(&v->root, v->levels, i);
         if (!slot)
@@ -368,9 +337,9 @@ static int write_fault(struct mmk_region *v, size_t i)
             t = NULL;
         /* The source page's contents: through this view's own mapping when
          * it has one (already faulted in), else through the pool window. */
-        const char *src = v->state[i] != ST_NONE ? v->base + i * pg : mmk__pool_addr(p);
+        const char *src = vstate(v, i) != ST_NONE ? v->base + i * pg : mmk__pool_addr(p);
         uint32_t q;
-        if (t && t->slot[idx] == p && mmk__pool.ref[p] == 2) {
+        if (t && t->slot[idx] == p && mmk__eng.pool.ref[p] == 2) {
             /*
              * Copy before write.  The page's only other holder is the leaf
              * this one was copied from: give that leaf the copy and keep the
@@ -384,38 +353,39 @@ static int write_fault(struct mmk_region *v, size_t i)
             r = mmk__pool_alloc(left ? left + 1 : 0, &q);
             if (r < 0)
                 return r;
-            mmk__view_copy_pages(q, src, 1);
+            if ((r = mmk__view_copy_pages(q, src, 1)) < 0) {
+                mmk__pool_put(q);
+                return r;
+            }
             unmap_others(v, i, p);
             t->slot[idx] = q;
-            mmk__pool.ref[p]--;
+            mmk__eng.pool.ref[p]--;
             keep = 1;
         } else {
             /* Copy on write.  Prefer the pool page after the left
-             * neighbour's, so that the new mapping merges with it. */
+             * neighbour's, so that the new mapping can merge with it. */
             uint32_t left = i > 0 ? mmk__pt_lookup(v->root, v->levels, i - 1) : 0;
             r = mmk__pool_alloc(left ? left + 1 : 0, &q);
             if (r < 0)
                 return r;
-            mmk__view_copy_pages(q, src, 1);
-            mmk__pool.ref[p]--; /* still >= 1: another table holds it */
+            if ((r = mmk__view_copy_pages(q, src, 1)) < 0) {
+                mmk__pool_put(q);
+                return r;
+            }
+            mmk__eng.pool.ref[p]--; /* still >= 1: another table holds it */
             *slot = q;
-            r = mmk__view_map_pool(v, i, 1, q, PROT_READ | PROT_WRITE);
+            r = mmk__view_change(v, i, 1, ST_RW, q, VIEW_MAP);
         }
     }
     if (keep) {
-        if (v->state[i] == ST_RO)
-            r = mmk__sys_mprotect(v->base + i * pg, pg, PROT_READ | PROT_WRITE);
+        if (vstate(v, i) == ST_RO)
+            r = mmk__view_change(v, i, 1, ST_RW, 0, VIEW_PROTECT);
         else
-            r = mmk__view_map_pool(v, i, 1, p, PROT_READ | PROT_WRITE);
+            r = mmk__view_change(v, i, 1, ST_RW, p, VIEW_MAP);
     }
-    if (r < 0) {
-        mmk__view_wipe(v); /* what is mapped at i is unknown now */
-        return r;
-    }
-    v->state[i] = ST_RW;
-    mmk__view_account(v, before, mmk__view_breaks(v, i, i + 1, 0));
-    mmk__view_dirty_add(v, i, 1);
-    return 0;
+    if (r == 0)
+        mmk__view_dirty_add(v, i, 1);
+    return r;
 }
 
 static void report_failure(const mmk_fault *f, const struct mmk_region *v, int err)
@@ -441,7 +411,7 @@ int mmk__view_fault(const mmk_fault *f, void *ctx)
     (void)ctx;
     /* A fault inside the engine itself (it holds the lock) or in a child of
      * fork() (the region is not mapped there) is not ours to fix. */
-    if (f->signo != SIGSEGV || mmk__forked_child || mmk__vm_lock_held())
+    if (f->signo != SIGSEGV || mmk__engine_forked() || mmk__vm_lock_held())
         return MMK_FAULT_PASS;
     mmk__vm_lock();
     struct mmk_region *v = mmk__space_owner(f->addr);
@@ -450,7 +420,7 @@ int mmk__view_fault(const mmk_fault *f, void *ctx)
         return MMK_FAULT_PASS;
     }
     size_t i = (size_t)((char *)f->addr - v->base) / page_size();
-    int st = v->state[i], r;
+    int st = vstate(v, i), r;
     if (st == ST_RW)
         r = 0; /* writable already (another thread's fault did it) */
     else if (f->write == 1 || (f->write == -1 && st != ST_NONE))
@@ -462,6 +432,7 @@ int mmk__view_fault(const mmk_fault *f, void *ctx)
                 * this one waited for the lock; just retry */
     if (r == 0)
         note_recent(v);
+    mmk__pool_flush(); /* pages a failed fault gave back */
     mmk__vm_unlock();
     if (r < 0) {
         report_failure(f, v, r);
@@ -472,10 +443,11 @@ int mmk__view_fault(const mmk_fault *f, void *ctx)
 
 static void link_view(struct mmk_region *v)
 {
-    v->next = mmk__views;
-    if (mmk__views)
-        mmk__views->prev = v;
-    mmk__views = v;
+    v->prev = NULL;
+    v->next = mmk__eng.views;
+    if (mmk__eng.views)
+        mmk__eng.views->prev = v;
+    mmk__eng.views = v;
 }
 
 static void unlink_view(struct mmk_region *v)
@@ -483,7 +455,7 @@ static void unlink_view(struct mmk_region *v)
     if (v->prev)
         v->prev->next = v->next;
     else
-        mmk__views = v->next;
+        mmk__eng.views = v->next;
     if (v->next)
         v->next->prev = v->prev;
 }
@@ -513,35 +485,39 @@ int mmk__view_materialize(struct mmk_region *v)
     v->state = state;
     v->dirty = dirty;
     v->dirty_cap = dirty_cap;
-    v->nmaps = 0; /* all PROT_NONE: part of the reservation */
+    /* All PROT_NONE, part of one free extent's mapping: no mark. */
+    v->nbreaks = 0;
+    v->edge_lo = v->edge_hi = 0;
+    v->brk_lo = v->npages;
+    v->brk_hi = 0;
+    v->nmapped = 0;
     v->base = base;
     link_view(v);
     return 0;
 }
 
-/* Make the RW pages in [i, end) read-only.  If that fails, the whole view
- * is unmapped instead (as safe).  pre: engine lock held, v materialized. */
+/* Make the RW pages in [i, end) read-only.  If that fails, the view is
+ * unmapped instead (as safe).  pre: engine lock held, v materialized. */
 int mmk__view_protect_range(struct mmk_region *v, size_t i, size_t end)
 {
-    size_t pg = page_size();
     while (i < end) {
-        if (v->state[i] != ST_RW) {
+        if (vstate(v, i) != ST_RW) {
             i++;
             continue;
         }
+        /* Protecting a run may split it off its neighbours; a move adds a
+         * scratch range.  Making room may unmap v itself: look again. */
+        int r = mmk__engine_make_room(v, 4);
+        if (r < 0)
+            return r;
+        if (vstate(v, i) != ST_RW)
+            continue;
         size_t j = i + 1;
-        while (j < end && v->state[j] == ST_RW)
+        while (j < end && vstate(v, j) == ST_RW)
             j++;
-        long before = mmk__view_breaks(v, i, j, 1);
-        int r = -1;
-        if (j - i >= MOVE_PROTECT_PAGES)
-            r = mmk__protect_by_move(v->base + i * pg, (j - i) * pg);
+        r = mmk__view_change(v, i, j - i, ST_RO, 0, VIEW_PROTECT | VIEW_MOVE);
         if (r < 0)
-            r = mmk__sys_mprotect(v->base + i * pg, (j - i) * pg, PROT_READ);
-        if (r < 0)
-            return mmk__view_wipe(v);
-        memset(v->state + i, ST_RO, j - i);
-        mmk__view_account(v, before, mmk__view_breaks(v, i, j, 1));
+            return v->nmapped == 0 ? 0 : r; /* unmapped whole: nothing left writable */
         i = j;
     }
     return 0;
@@ -568,11 +544,15 @@ int mmk__view_protect_dirty(struct mmk_region *v)
     return 0;
 }
 
-/* Forget a materialized view that is being destroyed.  pre: lock held. */
+/* Forget a materialized view that is being destroyed: its edges stay
+ * counted, as orphans, until the kernel is asked.  pre: lock held. */
 void mmk__view_forget(struct mmk_region *v)
 {
     unlink_view(v);
-    for (int k = 0; k < RECENT; k++)
-        if (recent[k] == v)
-            recent[k] = NULL;
+    long left = mmk__view_charge(v);
+    mmk__view_clear_breaks(v);
+    mmk__engine_orphan_breaks(left);
+    for (int k = 0; k < MMK__RECENT; k++)
+        if (mmk__eng.recent[k] == v)
+            mmk__eng.recent[k] = NULL;
 }

@@ -1,6 +1,7 @@
 /*
  * view.h - the views of the snapshot engine (mmk_region), shared by view.c
- * (mapping, accounting, faults) and region.c (the public calls).
+ * (mapping, faults, write-protection), engine.c (budget, eviction,
+ * calibration) and region.c (the public calls).
  * Everything here runs under the engine lock unless it says otherwise.
  */
 #ifndef MMK_VIEW_H
@@ -12,7 +13,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { ST_NONE = 0, ST_ZERO = 1, ST_RO = 2, ST_RW = 3 };
+/* A page's state: the low bits of its state byte. */
+enum { ST_NONE = 0, ST_ZERO = 1, ST_RO = 2, ST_RW = 3, ST_MASK = 3 };
+/* The high bit: a kernel mapping may begin at this page (a "break"). */
+#define ST_BREAK 0x80u
+
 enum { V_WRITABLE = 1, V_SNAPSHOT = 2 };
 
 struct run {
@@ -26,24 +31,34 @@ struct mmk_region {
     uint32_t root;
     char *base;           /* NULL until materialized */
     int shared_ever;      /* ever snapshotted, restored, or a snapshot */
-    uint8_t *state;       /* npages bytes, with base */
+    uint8_t *state;       /* npages bytes, with base: state | ST_BREAK */
     struct run *dirty;    /* runs made RW since the last snapshot */
     size_t ndirty, dirty_cap;
     int dirty_overflow;   /* the list filled up: scan every state instead */
-    long nmaps;           /* mappings this view adds: breaks inside its
-                           * range plus its mapped edge pages (each can
-                           * split the space's reservation once) */
+    /* The mapping count (engine.h): breaks inside the range, and whether a
+     * mapping may begin at base (edge_lo) or at base + size (edge_hi).
+     * Breaks sit only in pages [brk_lo, brk_hi). */
+    long nbreaks;
+    uint8_t edge_lo, edge_hi;
+    size_t brk_lo, brk_hi;
+    size_t nmapped;       /* pages not NONE */
     struct mmk_region *prev, *next; /* the list of materialized views */
 };
 
-extern struct mmk_region *mmk__views; /* every materialized view */
-extern long mmk__total_maps;          /* sum of nmaps over them */
-extern size_t mmk__map_budget;        /* 0 until the engine is set up */
-extern int mmk__forked_child;         /* in a child of fork(): nothing works */
-
 static inline size_t page_size(void)
 {
-    return mmk__pool.page;
+    return mmk__eng.pool.page;
+}
+
+static inline int vstate(const struct mmk_region *v, size_t i)
+{
+    return v->state[i] & ST_MASK;
+}
+
+/* Mappings this view adds to the count. */
+static inline long mmk__view_charge(const struct mmk_region *v)
+{
+    return v->nbreaks + v->edge_lo + v->edge_hi;
 }
 
 /* The fault-router handler of the view space. */
@@ -51,23 +66,36 @@ int mmk__view_fault(const mmk_fault *f, void *ctx);
 
 /* Give a view its address range (idempotent). */
 int mmk__view_materialize(struct mmk_region *v);
-/* Unlink a materialized view that is being destroyed. */
+/* Unlink a materialized view that is being destroyed; its edges stay
+ * counted (as orphans) until the kernel is asked. */
 void mmk__view_forget(struct mmk_region *v);
-/* Unmap a whole view back to PROT_NONE. */
-int mmk__view_wipe(struct mmk_region *v);
-/* Make room under the budget for `need` more mappings (cur: the view being
- * served, evicted last).  0 or -MMK_EBUDGET. */
-int mmk__view_make_room(struct mmk_region *cur, long need);
 
-/* Map pages [s, s+n) to pool pages from p with prot / to zero memory.  The
- * caller updates states and the count (mmk__view_breaks before and after,
- * then mmk__view_account). */
-int mmk__view_map_pool(struct mmk_region *v, size_t s, size_t n, uint32_t p, int prot);
-int mmk__view_map_zero(struct mmk_region *v, size_t s, size_t n);
-long mmk__view_breaks(const struct mmk_region *v, size_t s, size_t e, int edges_only);
-void mmk__view_account(struct mmk_region *v, long before, long after);
+/*
+ * The one call that changes a view's mappings, and its count with them.
+ * Pages [s, s+n) get state st:
+ *   VIEW_MAP      one mmap MAP_FIXED: NONE (PROT_NONE), ZERO (read-only
+ *                 anonymous), RO / RW (pool pages p, p+1, ...).  The range
+ *                 becomes one mapping: breaks inside it go.
+ *   VIEW_PROTECT  mprotect to st (RO or RW) with the same backing; breaks
+ *                 inside stay.  | VIEW_MOVE: a long run may be protected by
+ *                 moving its page tables away (protect.c).
+ * Either way a mapping may now begin at s and at s + n.  The caller made
+ * room (mmk__engine_make_room) for 2 more breaks.  When the kernel refuses
+ * for its own mapping limit (ENOMEM), other views are unmapped and the call
+ * tried again.  If the kernel call fails the view is unmapped whole (what
+ * the failed call left is unknown) and the error returned.
+ */
+enum { VIEW_MAP = 0, VIEW_PROTECT = 1, VIEW_MOVE = 2, VIEW_RETRY = 4 };
+int mmk__view_change(struct mmk_region *v, size_t s, size_t n, int st, uint32_t p, unsigned how);
+/* Unmap a whole view back to NONE.  0 or -errno. */
+int mmk__view_wipe(struct mmk_region *v);
+/* Calibration: forget every break of v (edges too), then mark one. */
+void mmk__view_clear_breaks(struct mmk_region *v);
+void mmk__view_mark_break(struct mmk_region *v, size_t i);
+
 void mmk__view_dirty_add(struct mmk_region *v, size_t s, size_t n);
-/* Copy n pages of contents at src into pool pages from q. */
+/* Copy n pages of contents at src into pool pages from q.  0 or -errno
+ * (nothing is copied through the pool window on failure). */
 int mmk__view_copy_pages(uint32_t q, const void *src, size_t n);
 
 /* Write-protect the RW pages of [i, end) / those made RW since the last

@@ -1,6 +1,8 @@
 /*
  * vm.h - internals shared by the snapshot engine: the page pool (pool.c), the
- * copy-on-write page-table trees (ptable.c) and the views (region.c).
+ * copy-on-write page-table trees (ptable.c), the views' address space
+ * (space.c) and write-protection by moving page tables (protect.c).  Their
+ * state lives in the engine object (engine.h).
  *
  * The terms are a kernel's:
  *   pool page  = a physical page frame: one page of a process-wide memfd,
@@ -19,49 +21,16 @@
  *
  * Everything here runs under the engine lock (mmk__vm_lock), from API calls
  * or from the write-fault handler.  Nothing here calls malloc: the pool's
- * refcounts, the free stack and the node arena are large MAP_NORESERVE
+ * refcounts and bitmaps and the node arena are large MAP_NORESERVE
  * reservations made once, so the fault handler can allocate from them.
  */
 #ifndef MMK_VM_H
 #define MMK_VM_H
 
+#include "engine.h"
+
 #include <stddef.h>
 #include <stdint.h>
-
-#define MMK__FANOUT_BITS 5
-#define MMK__FANOUT (1u << MMK__FANOUT_BITS)
-
-struct mmk__node {
-    uint32_t ref;
-    uint32_t twin : 31; /* a leaf copied from another: that leaf (a hint
-                         * only: it may have changed or been freed since) */
-    uint32_t leaf : 1;  /* this node is a leaf (its slots are pool pages) */
-    uint32_t slot[MMK__FANOUT];
-};
-
-struct mmk__pool {
-    int fd;               /* the memfd: physical memory */
-    char *win;            /* the whole memfd mapped once, for copies */
-    uint32_t max_pages;   /* size of the window and of the arrays below */
-    uint32_t top;         /* pages [1, top) have been handed out at least once */
-    uint32_t file_pages;  /* the memfd's current size in pages */
-    uint32_t in_use;      /* pool pages with refcount > 0 */
-    uint32_t *ref;        /* refcount per pool page */
-    uint32_t *free_stack; /* freed pages (zeroed); may hold stale entries */
-    uint32_t nfree;
-    struct mmk__node *nodes; /* the node arena */
-    uint32_t max_nodes, node_top, node_free, nodes_in_use;
-    size_t page;
-};
-
-extern struct mmk__pool mmk__pool;
-
-/* ---- the engine lock (a futex; async-signal-safe) ----------------------- */
-
-void mmk__vm_lock(void);
-void mmk__vm_unlock(void);
-/* 1 if the calling thread holds the lock (a fault inside the engine). */
-int mmk__vm_lock_held(void);
 
 /* ---- pool (pool.c) ----------------------------------------------------- */
 
@@ -69,21 +38,26 @@ int mmk__vm_lock_held(void);
 int mmk__pool_init(void);
 /* A zeroed pool page, `prefer` if it is free (0: no preference).  0 or -errno. */
 int mmk__pool_alloc(uint32_t prefer, uint32_t *out);
-/* n contiguous zeroed pool pages.  0 or -errno. */
+/* n contiguous zeroed pool pages: freed ones when a run of them is free,
+ * else from the top.  0 or -errno. */
 int mmk__pool_alloc_run(uint32_t n, uint32_t *out);
 static inline char *mmk__pool_addr(uint32_t p)
 {
-    return mmk__pool.win + (size_t)p * mmk__pool.page;
+    return mmk__eng.pool.win + (size_t)p * mmk__eng.pool.page;
 }
 static inline void mmk__pool_get(uint32_t p)
 {
-    mmk__pool.ref[p]++;
+    mmk__eng.pool.ref[p]++;
 }
 /* Drop one reference; a page whose last reference goes is punched out of
  * the memfd (its memory returns to the kernel) and becomes free.  Frees are
- * queued and punched in runs by mmk__pool_flush. */
+ * queued and punched in runs by mmk__pool_flush, which every caller that
+ * frees runs before it drops the lock. */
 void mmk__pool_put(uint32_t p);
 void mmk__pool_flush(void);
+/* Tests: pages handed out at least once and not given back (the top), and
+ * the memfd's size in pages. */
+void mmk__pool_extent(uint32_t *top, uint32_t *file_pages);
 
 /* ---- nodes and trees (ptable.c) ---------------------------------------- */
 
@@ -91,15 +65,17 @@ void mmk__pool_flush(void);
 uint32_t mmk__node_alloc(void);
 static inline struct mmk__node *mmk__node(uint32_t n)
 {
-    return &mmk__pool.nodes[n];
+    return &mmk__eng.pool.nodes[n];
 }
 /* Drop a reference to the subtree n at `level` (1 = leaf). */
 void mmk__node_put(uint32_t n, unsigned level);
 static inline void mmk__node_get(uint32_t n)
 {
     if (n)
-        mmk__pool.nodes[n].ref++;
+        mmk__eng.pool.nodes[n].ref++;
 }
+/* When no node is in use any more, give the arena's memory back. */
+void mmk__node_trim(void);
 
 /* Levels needed for a tree over npages pages (at least 1). */
 unsigned mmk__pt_levels(size_t npages);
@@ -116,7 +92,7 @@ uint32_t *mmk__pt_slot(uint32_t *root, unsigned levels, size_t page);
 /* The leaf node that holds `slot` (a pointer mmk__pt_slot returned). */
 static inline uint32_t mmk__pt_leaf_of(const uint32_t *slot)
 {
-    return (uint32_t)(((const char *)slot - (const char *)mmk__pool.nodes) /
+    return (uint32_t)(((const char *)slot - (const char *)mmk__eng.pool.nodes) /
                       sizeof(struct mmk__node));
 }
 /* The slot index of `page` in its leaf. */
@@ -136,7 +112,7 @@ void mmk__pt_count(uint32_t root, unsigned levels, size_t npages, size_t *nonzer
 /* ---- the views' address space (space.c) -------------------------------- */
 
 /* Reserve the space on first use.  pre: lock held. */
-int mmk__space_init(size_t *len_out, char **base_out);
+int mmk__space_init(void);
 /* A range of at least len bytes for owner, granule-aligned.  0 or -ENOMEM. */
 int mmk__space_alloc(size_t len, void *owner, char **out);
 /* Give a range back.  pre: it is PROT_NONE again. */
@@ -156,8 +132,11 @@ void *mmk__space_owner(const void *addr);
 int mmk__protect_by_move(char *addr, size_t len);
 /* Owner tag of the scratch ranges in the view space. */
 extern char mmk__scratch_owner;
-/* Scratch ranges queued and not yet dropped (each may hold 2 mappings). */
+/* Scratch ranges not yet dropped (each may hold 2 mappings). */
 unsigned mmk__protect_pending(void);
+/* Drop every queued scratch range now, on this thread (the one the reaper
+ * is dropping, if any, stays pending).  pre: lock held. */
+void mmk__protect_drain(void);
 /* Reset after fork() in the child. */
 void mmk__protect_forked(void);
 
