@@ -21,6 +21,10 @@ endif
 ALL_CFLAGS  := $(BASE) $(CFLAGS) $(SANFLAGS)
 LIB_CFLAGS  := $(ALL_CFLAGS) -fPIC -fvisibility=hidden
 LDLIBS      := -pthread
+# Fault reports: frames are named with elfutils (libdw-dev); a dying process
+# runs the installed `mmkit symbolize` (override: MMKIT_SYMBOLIZER=path).
+LIB_CFLAGS  += -DMMK_DEFAULT_SYMBOLIZER='"$(BINDIR)/mmkit"'
+LDLIBS      += -ldw -lelf
 
 # Evaluated when the recipe runs, after `deps` may have installed Criterion.
 CRIT_CFLAGS = $$(pkg-config --cflags criterion)

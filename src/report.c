@@ -43,3 +43,320 @@ void mmk__line_end(struct mmk__line *l)
     mmk__sys_write_all(2, l->buf, l->n);
     l->n = 0;
 }
+
+/* ---- fault reports with their frames ------------------------------------- */
+
+/*
+ * Two ways out for the frames of a report.
+ *
+ * NOW (the process is about to die).  Naming frames needs the ELF and DWARF
+ * readers, which allocate and open files: not inside a signal handler, and
+ * not in a forked child of a threaded process either (another thread may
+ * have held malloc's lock at the fork).  A fresh program can, so the frames
+ * are written into a pipe and `mmkit symbolize` is started with fork and
+ * execve (async-signal-safe; the fork skips the fork handlers), its stdin
+ * the pipe, its stdout our stderr.  It writes its whole answer in one write
+ * at the end, so on success stderr gets the named frames and on failure
+ * (not found, exit status not 0, killed at the time limit) nothing, and we
+ * write the raw frames ourselves.
+ *
+ * LATER (the process goes on).  The report is written into a free slot of a
+ * small queue and a semaphore is posted (sem_post is async-signal-safe);
+ * the reporter thread names the frames with libdwfl, writes the report in
+ * one write and frees the slot.  Slots change state only by atomic
+ * exchange, so handlers on several threads never share a slot.
+ */
+#include "backtrace.h"
+#include "mmkit.h"
+#include "symbolize.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef MMK_DEFAULT_SYMBOLIZER
+#define MMK_DEFAULT_SYMBOLIZER "/usr/local/bin/mmkit"
+#endif
+
+extern char **environ;
+
+static char symbolizer[4096];      /* "" : none */
+static long long symbolize_limit_ns = 3000000000LL;
+static pthread_once_t report_once = PTHREAD_ONCE_INIT;
+
+static void report_prepare_once(void)
+{
+    mmk__bt_prepare();
+    const char *s = getenv("MMKIT_SYMBOLIZER");
+    if (!s)
+        s = access(MMK_DEFAULT_SYMBOLIZER, X_OK) == 0 ? MMK_DEFAULT_SYMBOLIZER : "";
+    if (strlen(s) < sizeof symbolizer)
+        memcpy(symbolizer, s, strlen(s) + 1);
+    const char *ms = getenv("MMKIT_SYMBOLIZE_MS");
+    if (ms && *ms) {
+        char *end;
+        long v = strtol(ms, &end, 10);
+        if (*end == '\0' && v >= 0 && v <= 600000)
+            symbolize_limit_ns = (long long)v * 1000000LL;
+    }
+}
+
+void mmk__report_prepare(void)
+{
+    pthread_once(&report_once, report_prepare_once);
+}
+
+__attribute__((constructor)) static void report_init(void)
+{
+    mmk__report_prepare();
+}
+
+/* Write l's text plus a newline to fd; l is left empty. */
+static void line_out(int fd, struct mmk__line *l)
+{
+    l->buf[l->n++] = '\n';
+    mmk__sys_write_all(fd, l->buf, l->n);
+    l->n = 0;
+}
+
+static void frames_out(int fd, const uintptr_t *pcs, int n)
+{
+    for (int i = 0; i < n; i++) {
+        struct mmk__line l = MMK__LINE_INIT;
+        mmk__bt_frame_line(&l, i, pcs[i]);
+        line_out(fd, &l);
+    }
+}
+
+/* Run the symbolizer on the frames; 0 if it wrote them, else negative. */
+static int symbolize_now(const uintptr_t *pcs, int n)
+{
+    if (!symbolizer[0] || n == 0)
+        return -ENOENT;
+    int p[2];
+    int r = mmk__sys_pipe2(p, O_CLOEXEC);
+    if (r < 0)
+        return r;
+    /* 48 lines of at most 512 bytes fit in a pipe's 64 KiB: no blocking. */
+    frames_out(p[1], pcs, n);
+    mmk__sys_close(p[1]);
+    long long deadline = mmk__sys_now_ns() + symbolize_limit_ns;
+    int pid = mmk__sys_fork_bare();
+    if (pid == 0) {
+        sigset_t all;
+        sigemptyset(&all);
+        mmk__sys_sigmask(SIG_SETMASK, &all, NULL);
+        int null = mmk__sys_open("/dev/null", O_WRONLY, 0);
+        if (mmk__sys_dup2(p[0], 0) < 0 || mmk__sys_dup2(2, 1) < 0 || null < 0 ||
+            mmk__sys_dup2(null, 2) < 0)
+            _exit(127);
+        char *argv[] = { symbolizer, (char *)"symbolize", NULL };
+        mmk__sys_execve(symbolizer, argv, environ);
+        _exit(127);
+    }
+    mmk__sys_close(p[0]);
+    if (pid < 0)
+        return pid;
+    int status = 0;
+    for (;;) {
+        r = mmk__sys_waitpid(pid, &status, WNOHANG);
+        if (r != 0)
+            break;
+        if (mmk__sys_now_ns() >= deadline) {
+            mmk__sys_kill(pid, SIGKILL);
+            mmk__sys_waitpid(pid, &status, 0);
+            return -ETIMEDOUT;
+        }
+        mmk__sys_sleep_ns(1000000);
+    }
+    if (r < 0) /* reaped by someone else's SIGCHLD handler: unknown */
+        return r;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+}
+
+/* ---- the queue for the reporter thread ---- */
+
+enum { SLOTS = 8, SLOT_TEXT = 16384 };
+enum { SLOT_FREE, SLOT_FILLING, SLOT_READY, SLOT_WRITING };
+
+struct slot {
+    atomic_int state;
+    unsigned long seq;
+    size_t len;
+    char text[SLOT_TEXT];
+};
+
+static struct slot slots[SLOTS];
+static atomic_ulong next_seq;
+static sem_t wake;
+static atomic_int reporter_running;
+static pthread_mutex_t start_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void slot_add(struct slot *s, struct mmk__line *l)
+{
+    l->buf[l->n++] = '\n';
+    size_t n = l->n < SLOT_TEXT - s->len ? l->n : SLOT_TEXT - s->len;
+    memcpy(s->text + s->len, l->buf, n);
+    s->len += n;
+    l->n = 0;
+}
+
+static int queue_report(struct mmk__line *head, const uintptr_t *pcs, int n)
+{
+    if (!atomic_load(&reporter_running))
+        return -ENOENT;
+    for (int i = 0; i < SLOTS; i++) {
+        int expect = SLOT_FREE;
+        struct slot *s = &slots[i];
+        if (!atomic_compare_exchange_strong(&s->state, &expect, SLOT_FILLING))
+            continue;
+        s->len = 0;
+        s->seq = atomic_fetch_add(&next_seq, 1);
+        slot_add(s, head);
+        for (int f = 0; f < n; f++) {
+            struct mmk__line l = MMK__LINE_INIT;
+            mmk__bt_frame_line(&l, f, pcs[f]);
+            slot_add(s, &l);
+        }
+        atomic_store(&s->state, SLOT_READY);
+        sem_post(&wake);
+        return 0;
+    }
+    return -EBUSY;
+}
+
+void mmk__report_fault(struct mmk__line *head, const void *ucontext, int when)
+{
+    int saved = errno;
+    uintptr_t pcs[MMK__BT_MAX];
+    int n = mmk__bt_collect(ucontext, pcs, MMK__BT_MAX);
+    if (when == MMK__REPORT_LATER && queue_report(head, pcs, n) == 0) {
+        errno = saved;
+        return;
+    }
+    line_out(2, head);
+    if (when != MMK__REPORT_NOW || symbolize_now(pcs, n) < 0)
+        frames_out(2, pcs, n);
+    errno = saved;
+}
+
+/* The oldest ready slot, or NULL. */
+static struct slot *oldest_ready(void)
+{
+    struct slot *best = NULL;
+    for (int i = 0; i < SLOTS; i++)
+        if (atomic_load(&slots[i].state) == SLOT_READY && (!best || slots[i].seq < best->seq))
+            best = &slots[i];
+    return best;
+}
+
+static void *reporter_main(void *arg)
+{
+    (void)arg;
+    struct mmk__symbolizer *sym = mmk__symbolizer_new(getenv("MMKIT_DEBUG_DIR"));
+    for (;;) {
+        while (sem_wait(&wake) < 0 && errno == EINTR)
+            ;
+        struct slot *s;
+        while ((s = oldest_ready()) != NULL) {
+            atomic_store(&s->state, SLOT_WRITING);
+            size_t n = 0;
+            char *text = sym ? mmk__report_rewrite(s->text, s->len, mmk__symbolize_key, sym, &n)
+                             : NULL;
+            if (text)
+                mmk__sys_write_all(2, text, n);
+            else
+                mmk__sys_write_all(2, s->text, s->len);
+            free(text);
+            atomic_store(&s->state, SLOT_FREE);
+        }
+    }
+    return NULL;
+}
+
+static void after_fork_child(void)
+{
+    atomic_store(&reporter_running, 0); /* the thread did not come along */
+}
+
+static void flush_at_exit(void)
+{
+    mmk__report_flush(2000);
+}
+
+int mmk__report_start(void)
+{
+    mmk__report_prepare();
+    int r = 0;
+    pthread_mutex_lock(&start_lock);
+    if (!atomic_load(&reporter_running)) {
+        static int once;
+        if (!once) {
+            if (sem_init(&wake, 0, 0) != 0) {
+                r = -errno;
+                goto out;
+            }
+            pthread_atfork(NULL, NULL, after_fork_child);
+            atexit(flush_at_exit);
+            once = 1;
+        }
+        pthread_attr_t attr;
+        pthread_t t;
+        sigset_t all, old;
+        sigfillset(&all);
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        /* The thread starts with every signal blocked: it takes none. */
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        int e = pthread_create(&t, &attr, reporter_main, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        pthread_attr_destroy(&attr);
+        if (e != 0)
+            r = -e;
+        else
+            atomic_store(&reporter_running, 1);
+    }
+out:
+    pthread_mutex_unlock(&start_lock);
+    return r;
+}
+
+int mmk__report_flush(long timeout_ms)
+{
+    long long deadline = mmk__sys_now_ns() + (long long)timeout_ms * 1000000LL;
+    for (;;) {
+        int busy = 0;
+        for (int i = 0; i < SLOTS; i++)
+            busy |= atomic_load(&slots[i].state) != SLOT_FREE;
+        if (!busy || !atomic_load(&reporter_running))
+            return 0;
+        if (mmk__sys_now_ns() >= deadline)
+            return -ETIMEDOUT;
+        mmk__sys_sleep_ns(1000000);
+    }
+}
+
+/* ---- public ---- */
+
+int mmk_report_start(void)
+{
+    return mmk__report_start();
+}
+
+int mmk_fault_report(const mmk_fault *f, const char *text, unsigned flags)
+{
+    if (!f || !text || (flags & ~(unsigned)MMK_REPORT_NOW))
+        return -EINVAL;
+    struct mmk__line l = MMK__LINE_INIT;
+    mmk__line_str(&l, "mmkit: ");
+    mmk__line_str(&l, text);
+    mmk__report_fault(&l, f->ucontext, (flags & MMK_REPORT_NOW) ? MMK__REPORT_NOW : MMK__REPORT_LATER);
+    return 0;
+}

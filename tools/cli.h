@@ -7,6 +7,7 @@
 
 /* Subcommands: each returns the process exit status. */
 int cmd_demo(int argc, char **argv);
+int cmd_symbolize(int argc, char **argv); /* symbolize.c */
 
 /*
  * Demo chapters.  Each prints a short, readable account of one module at

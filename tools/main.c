@@ -32,6 +32,7 @@ static const struct {
     const char *help;
 } commands[] = {
     { "demo", cmd_demo, "a guided tour of every module (demo [CHAPTER...])" },
+    { "symbolize", cmd_symbolize, "name the frames of a fault report (symbolize [--debug-dir DIR] < REPORT)" },
     { "version", cmd_version, "print the library version" },
     { "help", cmd_help, "this list" },
 };
