@@ -158,6 +158,7 @@ int mmk__bt_module(uintptr_t pc, struct mmk__bt_module *m)
     uintptr_t bias = lm ? (uintptr_t)lm->l_addr : 0;
     m->path = lm && lm->l_name && lm->l_name[0] ? lm->l_name : exe_path;
     m->file_offset = pc - start;
+    m->vaddr = pc - bias;
     m->build_id_len = 0;
     /* The ELF header and program headers at the start of the mapping. */
     const ElfW(Ehdr) *eh = (const void *)start;
@@ -204,6 +205,8 @@ void mmk__bt_frame_line(struct mmk__line *l, int n, uintptr_t pc)
     mmk__line_str(l, m.path);
     mmk__line_str(l, "+");
     mmk__line_hex(l, (uintptr_t)m.file_offset);
+    mmk__line_str(l, " va=");
+    mmk__line_hex(l, (uintptr_t)m.vaddr);
     if (m.build_id_len) {
         mmk__line_str(l, " id=");
         for (size_t i = 0; i < m.build_id_len; i++) {

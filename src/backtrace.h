@@ -45,6 +45,9 @@ struct mmk__bt_module {
     const char *path;     /* absolute path if known; points into the loader's
                              data or mmkit's copy of the program's path */
     uint64_t file_offset; /* of the address in that file */
+    uint64_t vaddr;       /* the address in the file's own address space
+                             (what a debug file, whose segments have no file
+                             contents, can be searched by) */
     unsigned char build_id[MMK__BUILD_ID_MAX];
     size_t build_id_len;  /* 0: the object has no build-id note */
 };
@@ -56,9 +59,9 @@ int mmk__bt_module(uintptr_t pc, struct mmk__bt_module *m);
 
 /*
  * Append the raw line of frame n at pc to l (no newline):
- *     "    #N OBJECT+0xOFF [PATH+0xOFF id=BUILDID]"
+ *     "    #N OBJECT+0xOFF [PATH+0xOFF va=0xADDR id=BUILDID]"
  * or "    #N 0xPC" when pc is in no known object.  OBJECT is PATH's last
- * component, OFF the file offset.  The bracket is the frame's key, the
+ * component, OFF the file offset, ADDR the ELF address.  The bracket is the frame's key, the
  * grammar of report_text.h.  Async-signal-safe.
  */
 void mmk__bt_frame_line(struct mmk__line *l, int n, uintptr_t pc);

@@ -35,7 +35,23 @@ static const char *find_last(const char *s, size_t len, const char *needle, size
     return NULL;
 }
 
-/* The key "PATH+0xOFF[ id=HEX]" in s[0, len). */
+/* "0x" and 1 to 16 hex digits in s[0, len). */
+static int parse_hex(const char *s, size_t len, uint64_t *out)
+{
+    if (len < 3 || len > 18 || s[0] != '0' || s[1] != 'x')
+        return -EINVAL;
+    uint64_t v = 0;
+    for (size_t i = 2; i < len; i++) {
+        int d = hex_value(s[i]);
+        if (d < 0)
+            return -EINVAL;
+        v = v << 4 | (uint64_t)d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The key "PATH+0xOFF[ va=0xADDR][ id=HEX]" in s[0, len). */
 static int parse_key(const char *s, size_t len, struct mmk__frame_key *k)
 {
     k->build_id_len = 0;
@@ -54,23 +70,19 @@ static int parse_key(const char *s, size_t len, struct mmk__frame_key *k)
         k->build_id_len = hl / 2;
         len = (size_t)(id - s);
     }
-    const char *plus = find_last(s, len, "+0x", 3);
-    if (!plus || plus == s)
-        return -EINVAL;
-    const char *h = plus + 3;
-    size_t hl = (size_t)(s + len - h);
-    if (hl == 0 || hl > 16)
-        return -EINVAL;
-    uint64_t v = 0;
-    for (size_t i = 0; i < hl; i++) {
-        int d = hex_value(h[i]);
-        if (d < 0)
+    k->has_vaddr = 0;
+    const char *va = find_last(s, len, " va=", 4);
+    if (va) {
+        if (parse_hex(va + 4, (size_t)(s + len - (va + 4)), &k->vaddr) < 0)
             return -EINVAL;
-        v = v << 4 | (uint64_t)d;
+        k->has_vaddr = 1;
+        len = (size_t)(va - s);
     }
+    const char *plus = find_last(s, len, "+0x", 3);
+    if (!plus || plus == s || parse_hex(plus + 1, (size_t)(s + len - (plus + 1)), &k->offset) < 0)
+        return -EINVAL;
     k->path = s;
     k->path_len = (size_t)(plus - s);
-    k->offset = v;
     return 0;
 }
 
@@ -121,14 +133,16 @@ size_t mmk__frame_format(char *out, size_t cap, const struct mmk__frame_key *k,
     const char *obj = last_component(k->path, k->path_len, &objlen);
     int keylen = k->key_len > 65536 ? 65536 : (int)k->key_len;
     int ind = k->indent > 64 ? 64 : (int)k->indent;
+    /* "__libc_start_main@@GLIBC_2.34": the symbol version is noise here. */
+    int fnl = nm->function ? (int)strcspn(nm->function, "@") : 0;
     int r;
     if (nm->function && nm->file && nm->line > 0) {
         size_t fl;
         const char *file = last_component(nm->file, strlen(nm->file), &fl);
-        r = snprintf(out, cap, "%*s#%u %s (%.*s:%d) %.*s", ind, "", k->index, nm->function,
+        r = snprintf(out, cap, "%*s#%u %.*s (%.*s:%d) %.*s", ind, "", k->index, fnl, nm->function,
                      (int)fl, file, nm->line, keylen, k->key);
     } else if (nm->function) {
-        r = snprintf(out, cap, "%*s#%u %s+0x%llx (%.*s) %.*s", ind, "", k->index, nm->function,
+        r = snprintf(out, cap, "%*s#%u %.*s+0x%llx (%.*s) %.*s", ind, "", k->index, fnl, nm->function,
                      (unsigned long long)nm->function_offset, (int)objlen, obj, keylen, k->key);
     } else {
         r = snprintf(out, cap, "%*s#%u %.*s+0x%llx %.*s", ind, "", k->index, (int)objlen, obj,

@@ -4,12 +4,14 @@
  * `mmkit symbolize`).  The input is untrusted: it may come from anywhere.
  *
  * A frame line is
- *     "    #N NAME [PATH+0xOFF id=BUILDID]"
+ *     "    #N NAME [PATH+0xOFF va=0xADDR id=BUILDID]"
  * where NAME is what a reader reads ("function (file.c:LINE)",
  * "function+0xOFF (object)", "object+0xOFF") and the bracket, the key, is
  * what a symbolizer needs: the object's path when the report was made, the
- * file offset of the address in it and, if the object has one, its
- * build-id in hex.  Frame 0 is the faulting instruction; every later frame
+ * file offset of the address in it, its address in the file's own address
+ * space (optional; a debug file has segments without file contents, so only
+ * the address finds a place in it) and, if the object has one, its build-id
+ * in hex.  Frame 0 is the faulting instruction; every later frame
  * is a return address (the call is the instruction before it).
  */
 #ifndef MMK_REPORT_TEXT_H
@@ -26,6 +28,8 @@ struct mmk__frame_key {
     const char *path;             /* into the line, not NUL-terminated */
     size_t path_len;
     uint64_t offset;              /* file offset */
+    uint64_t vaddr;               /* ELF address, if has_vaddr */
+    int has_vaddr;
     unsigned char build_id[MMK__KEY_ID_MAX];
     size_t build_id_len;          /* 0: none given */
     const char *key;              /* "[...]", into the line */

@@ -166,7 +166,8 @@ static struct object *object_for(struct mmk__symbolizer *s, const struct mmk__fr
     return o;
 }
 
-/* The module address of file offset off, from the PT_LOAD headers. */
+/* The module address of file offset off, from the PT_LOAD headers (those of
+ * a debug file have no file offsets: the key's va= is used for them). */
 static int offset_to_address(Dwfl_Module *m, uint64_t off, Dwarf_Addr *addr)
 {
     Dwarf_Addr bias;
@@ -192,8 +193,10 @@ int mmk__symbolize_key(void *ctx, const struct mmk__frame_key *k, struct mmk__fr
     struct object *o = object_for(s, k);
     if (!o || !o->mod)
         return -ENOENT;
-    Dwarf_Addr addr;
-    if (offset_to_address(o->mod, k->offset, &addr) < 0)
+    Dwarf_Addr addr, bias;
+    if (k->has_vaddr && dwfl_module_getelf(o->mod, &bias))
+        addr = k->vaddr + bias;
+    else if (offset_to_address(o->mod, k->offset, &addr) < 0)
         return -ENOENT;
     /* A return address: the call is the instruction before it. */
     Dwarf_Addr at = k->index > 0 && addr > 0 ? addr - 1 : addr;
