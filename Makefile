@@ -47,7 +47,7 @@ STATIC   := $(B)/libmmkit.a
 SHARED   := $(B)/libmmkit.so.$(VERSION)
 CLI      := $(B)/mmkit
 
-.PHONY: all lib test test-asan bench demo examples install uninstall clean deps help FORCE
+.PHONY: all lib test test-asan bench demo examples install uninstall clean deps help fuzz FORCE
 all: lib $(CLI) examples
 
 lib: $(STATIC) $(SHARED)
@@ -59,6 +59,7 @@ help:
 	@echo "make test-asan  the same under AddressSanitizer + UBSan (into build-asan/)"
 	@echo "make bench      build and run the benchmarks"
 	@echo "make install    install under PREFIX (default /usr/local), honours DESTDIR"
+	@echo "make fuzz       build the libFuzzer targets fuzz/*.c with clang, run each FUZZ_SECONDS"
 
 $(B)/obj/%.o: src/%.c include/mmkit.h $(wildcard src/*.h) | $(B)/obj
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
@@ -118,6 +119,24 @@ bench: $(BENCHES)
 
 demo: $(CLI)
 	@$(CLI) demo
+
+# libFuzzer targets for the parsers of untrusted input: fuzz/NAME.c is built
+# with clang against the library's sources and run for FUZZ_SECONDS on a
+# copy of its seed corpus fuzz/corpus/NAME (new inputs stay in the build dir).
+FUZZ_SRC     := $(sort $(wildcard fuzz/*.c))
+FUZZERS      := $(FUZZ_SRC:fuzz/%.c=$(B)/fuzz/%)
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+$(B)/fuzz/%: fuzz/%.c $(LIB_SRC) include/mmkit.h $(wildcard src/*.h)
+	@sh tools/deps.sh fuzz
+	@mkdir -p $(B)/fuzz
+	$(FUZZ_CC) $(BASE) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	    -o $@ $< $(LIB_SRC) $(LDLIBS)
+fuzz: $(FUZZERS)
+	@for f in $(FUZZERS); do n=$${f##*/}; c=$(B)/fuzz/corpus-$$n; mkdir -p $$c; \
+	    [ -d fuzz/corpus/$$n ] && cp fuzz/corpus/$$n/* $$c/ 2>/dev/null; \
+	    echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(B)/fuzz/ $$c || exit 1; done
 
 # Rebuilt on every run: the paths in it depend on PREFIX/LIBDIR/INCLUDEDIR,
 # which may differ from one `make install` to the next.

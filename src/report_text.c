@@ -89,6 +89,8 @@ static int parse_key(const char *s, size_t len, struct mmk__frame_key *k)
 int mmk__frame_parse(const char *line, size_t len, struct mmk__frame_key *k)
 {
     size_t i = 0;
+    if (memchr(line, '\0', len))
+        return -EINVAL; /* text only: a NUL would cut the line when written */
     while (i < len && (line[i] == ' ' || line[i] == '\t'))
         i++;
     k->indent = i;

@@ -2,6 +2,13 @@
 # Check the Debian packages that mmkit's tests and benchmarks need.  As root,
 # install what is missing; otherwise print the exact apt-get line and fail.
 missing=""
+if [ "${1:-}" = fuzz ]; then # `make fuzz`: clang with libFuzzer, and libdw
+    command -v clang >/dev/null 2>&1 || missing="$missing clang"
+    [ -n "$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a 2>/dev/null)" ] ||
+        missing="$missing libclang-rt-dev"
+fi
+pkg-config --exists libdw 2>/dev/null || missing="$missing libdw-dev"
+command -v objcopy >/dev/null 2>&1 || missing="$missing binutils"
 pkg-config --exists criterion 2>/dev/null || missing="$missing libcriterion-dev"
 [ -f /usr/include/sigsegv.h ] || missing="$missing libsigsegv-dev"
 command -v pkg-config >/dev/null 2>&1 || missing="$missing pkgconf"
