@@ -688,9 +688,11 @@ enum { MMK_REPORT_NOW = 1u << 0 };
 /*
  * From a fault handler (async-signal-safe): report f on stderr as the line
  * "mmkit: TEXT" and the frames of the faulting context.  Without
- * MMK_REPORT_NOW the report is queued for the reporter thread and written
- * soon after (at once, with raw frames, if the thread is not running or its
- * queue of 8 reports is full).  0, or -EINVAL (NULL f or text, unknown flags).
+ * MMK_REPORT_NOW the reporter thread names and writes it while the call
+ * waits, at most the time limit (past it the call returns and the thread
+ * writes the report when it can); with raw frames at once if the thread is
+ * not running or its queue of 8 reports is full.  0, or -EINVAL (NULL f or
+ * text, unknown flags).
  */
 MMK_API int mmk_fault_report(const mmk_fault *f, const char *text, unsigned flags);
 

@@ -63,8 +63,14 @@ void mmk__line_end(struct mmk__line *l)
  * LATER (the process goes on).  The report is written into a free slot of a
  * small queue and a semaphore is posted (sem_post is async-signal-safe);
  * the reporter thread names the frames with libdwfl, writes the report in
- * one write and frees the slot.  Slots change state only by atomic
- * exchange, so handlers on several threads never share a slot.
+ * one write, frees the slot and bumps the slot's generation.  The handler
+ * waits for that (a futex wait, at most the time limit), so the report is
+ * out before the faulting code goes on: in order with the program's own
+ * output, and not lost if the program then calls _exit.  Past the limit
+ * (the reporter blocked, say on a lock the faulting thread holds) the
+ * handler returns and the thread writes the report when it can.  Slots
+ * change state only by atomic exchange, so handlers on several threads
+ * never share a slot.
  */
 #include "backtrace.h"
 #include "mmkit.h"
@@ -188,12 +194,14 @@ enum { SLOT_FREE, SLOT_FILLING, SLOT_READY, SLOT_WRITING };
 
 struct slot {
     atomic_int state;
+    atomic_uint done;      /* generation: bumped when the slot is written */
     unsigned long seq;
     size_t len;
     char text[SLOT_TEXT];
 };
 
 static struct slot slots[SLOTS];
+_Static_assert(sizeof(atomic_uint) == sizeof(unsigned), "a futex word is 32 bits");
 static atomic_ulong next_seq;
 static sem_t wake;
 static atomic_int reporter_running;
@@ -225,8 +233,16 @@ static int queue_report(struct mmk__line *head, const uintptr_t *pcs, int n)
             mmk__bt_frame_line(&l, f, pcs[f]);
             slot_add(s, &l);
         }
+        unsigned gen = atomic_load(&s->done);
+        long long deadline = mmk__sys_now_ns() + symbolize_limit_ns;
         atomic_store(&s->state, SLOT_READY);
         sem_post(&wake);
+        while (atomic_load(&s->done) == gen) {
+            long long left = deadline - mmk__sys_now_ns();
+            if (left <= 0)
+                break;
+            mmk__sys_futex_wait((const unsigned *)&s->done, gen, left);
+        }
         return 0;
     }
     return -EBUSY;
@@ -276,6 +292,8 @@ static void *reporter_main(void *arg)
                 mmk__sys_write_all(2, s->text, s->len);
             free(text);
             atomic_store(&s->state, SLOT_FREE);
+            atomic_fetch_add(&s->done, 1);
+            mmk__sys_futex_wake((const unsigned *)&s->done);
         }
     }
     return NULL;

@@ -42,8 +42,9 @@ void mmk__line_end(struct mmk__line *l);
  * the raw frames are written instead.
  * MMK__REPORT_LATER, for a process that goes on: head and raw frames are
  * queued for the reporter thread (mmk__report_start), which names the
- * frames in-process and writes the report; raw at once to stderr if the
- * thread is not running or the queue is full.
+ * frames in-process and writes the report; the call waits for that, at most
+ * the time limit (then the thread writes it when it can).  Raw at once to
+ * stderr if the thread is not running or the queue is full.
  */
 enum { MMK__REPORT_NOW = 0, MMK__REPORT_LATER = 1 };
 void mmk__report_fault(struct mmk__line *head, const void *ucontext, int when);

@@ -416,3 +416,22 @@ int mmk__sys_peek(void *dst, const void *src, size_t len)
     }
     RESULT(n >= 0, 0);
 }
+
+#include <linux/futex.h>
+
+void mmk__sys_futex_wait(const unsigned *word, unsigned val, long long timeout_ns)
+{
+    SAVE_ERRNO;
+    if (timeout_ns < 0)
+        timeout_ns = 0;
+    struct timespec ts = { (time_t)(timeout_ns / 1000000000LL), (long)(timeout_ns % 1000000000LL) };
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
+    errno = saved_errno_;
+}
+
+void mmk__sys_futex_wake(const unsigned *word)
+{
+    SAVE_ERRNO;
+    syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
+    errno = saved_errno_;
+}

@@ -120,3 +120,8 @@ int mmk__sys_readlink(const char *path, char *buf, size_t len);
  * -EFAULT (never a fault) when they are not readable: process_vm_readv(2)
  * on ourselves.  0 or -errno (-EPERM/-ENOSYS where the call is forbidden). */
 int mmk__sys_peek(void *dst, const void *src, size_t len);
+/* futex(2) FUTEX_WAIT on *word while it holds val, at most timeout_ns
+ * (an interrupted or spurious wake-up just returns), and FUTEX_WAKE of all
+ * waiters.  Process-private.  Async-signal-safe. */
+void mmk__sys_futex_wait(const unsigned *word, unsigned val, long long timeout_ns);
+void mmk__sys_futex_wake(const unsigned *word);
