@@ -248,18 +248,47 @@ static int queue_report(struct mmk__line *head, const uintptr_t *pcs, int n)
     return -EBUSY;
 }
 
+/*
+ * A report written to a pipe nobody reads any more must not end the process
+ * with SIGPIPE: a dying process is to die of its own signal, a watched one
+ * to go on.  So SIGPIPE is blocked while the report is written, and one
+ * raised by our writes (not pending before) is taken back before the mask
+ * is restored.
+ */
+struct pipe_guard {
+    sigset_t old;
+    int was_pending;
+};
+
+static void pipe_guard_on(struct pipe_guard *g)
+{
+    sigset_t pipe_only, pending;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    mmk__sys_sigmask(SIG_BLOCK, &pipe_only, &g->old);
+    g->was_pending = mmk__sys_sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+}
+
+static void pipe_guard_off(struct pipe_guard *g)
+{
+    if (!g->was_pending)
+        mmk__sys_sigtake(SIGPIPE);
+    mmk__sys_sigmask(SIG_SETMASK, &g->old, NULL);
+}
+
 void mmk__report_fault(struct mmk__line *head, const void *ucontext, int when)
 {
     int saved = errno;
+    struct pipe_guard guard;
+    pipe_guard_on(&guard);
     uintptr_t pcs[MMK__BT_MAX];
     int n = mmk__bt_collect(ucontext, pcs, MMK__BT_MAX);
-    if (when == MMK__REPORT_LATER && queue_report(head, pcs, n) == 0) {
-        errno = saved;
-        return;
+    if (when != MMK__REPORT_LATER || queue_report(head, pcs, n) < 0) {
+        line_out(2, head);
+        if (when != MMK__REPORT_NOW || symbolize_now(pcs, n) < 0)
+            frames_out(2, pcs, n);
     }
-    line_out(2, head);
-    if (when != MMK__REPORT_NOW || symbolize_now(pcs, n) < 0)
-        frames_out(2, pcs, n);
+    pipe_guard_off(&guard);
     errno = saved;
 }
 

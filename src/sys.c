@@ -435,3 +435,20 @@ void mmk__sys_futex_wake(const unsigned *word)
     syscall(SYS_futex, word, FUTEX_WAKE_PRIVATE, 0x7fffffff, NULL, NULL, 0);
     errno = saved_errno_;
 }
+
+int mmk__sys_sigpending(sigset_t *set)
+{
+    SAVE_ERRNO;
+    RESULT(sigpending(set) == 0, 0);
+}
+
+int mmk__sys_sigtake(int sig)
+{
+    SAVE_ERRNO;
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    struct timespec zero = { 0, 0 };
+    int r = sigtimedwait(&one, NULL, &zero);
+    RESULT(r >= 0, r);
+}

@@ -125,3 +125,8 @@ int mmk__sys_peek(void *dst, const void *src, size_t len);
  * waiters.  Process-private.  Async-signal-safe. */
 void mmk__sys_futex_wait(const unsigned *word, unsigned val, long long timeout_ns);
 void mmk__sys_futex_wake(const unsigned *word);
+/* sigpending(2): the signals pending for the thread or the process. */
+int mmk__sys_sigpending(sigset_t *set);
+/* Take sig if it is pending for this thread (sigtimedwait with a zero
+ * timeout).  Returns sig, or -EAGAIN if it was not pending. */
+int mmk__sys_sigtake(int sig);

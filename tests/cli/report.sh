@@ -128,6 +128,11 @@ expect_first_frame "$head" "$raw" "symbolizer hanging"
 symbolizer=$MMKIT
 limit_ms=20000
 
+# A reader of stderr that is gone before the report: still SIGSEGV, not SIGPIPE.
+( (cd "$tmp" && ulimit -c 0 && sleep 0.2 && MMKIT_SYMBOLIZER=$MMKIT "$B/examples/stray_write" \
+    2>&1 > /dev/null; echo $? > "$tmp/status") | true ) 2> /dev/null
+[ "$(cat "$tmp/status")" = 139 ] || fail "with stderr a closed pipe: status $(cat "$tmp/status"), expected 139"
+
 # ---- a stripped binary: build-id + offsets now, names later -------------------------
 cp "$B/examples/stray_write" "$tmp/shipped"
 objcopy --only-keep-debug "$tmp/shipped" "$tmp/shipped.debug"
