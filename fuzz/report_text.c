@@ -8,7 +8,8 @@
  *    byte (no line is lost, added or changed);
  *  - with a resolver that names every frame, the output is NUL-terminated at
  *    the length reported, and every frame line that parses still parses
- *    after renaming, with the same index, path, offsets and build-id.
+ *    after renaming, with the same index, path, offsets and build-id, while
+ *    the lines of its inlined calls (one each) do not parse as frames.
  */
 #include "report_text.h"
 
@@ -46,6 +47,12 @@ static int name_all(void *ctx, const struct mmk__frame_key *k, struct mmk__frame
         nm->function = longname;
         nm->file = "x.c";
         nm->line = 7;
+        nm->ninlined = (size_t)(k->offset >> 2) % (MMK__INLINED_MAX + 1);
+        for (size_t i = 0; i < nm->ninlined; i++) {
+            nm->inlined[i].function = i % 2 ? "callee" : NULL;
+            nm->inlined[i].file = i % 3 ? "/a/b/inl.h" : NULL;
+            nm->inlined[i].line = (int)i;
+        }
         break;
     default:
         return -1;
@@ -90,9 +97,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memchr(k.key, '\n', k.key_len) == NULL) {
         char line[2048];
         size_t need = mmk__frame_format(line, sizeof line, &k, &nm);
-        if (need < sizeof line && memchr(line, '\n', need) == NULL &&
-            (!nm.function || !memchr(nm.function, ' ', strlen(nm.function)))) {
-            if (mmk__frame_parse(line, need, &k2) != 0)
+        /* The frame's own line is the last; inlined calls' lines come
+         * first, one per call, and are no frame lines. */
+        const char *last = line;
+        size_t lines = 0;
+        for (const char *p = memchr(line, '\n', need); p; p = memchr(p + 1, '\n', need - (size_t)(p + 1 - line))) {
+            struct mmk__frame_key ki;
+            if (mmk__frame_parse(last, (size_t)(p - last), &ki) == 0)
+                abort();
+            last = p + 1;
+            lines++;
+        }
+        if (need < sizeof line && lines != nm.ninlined)
+            abort();
+        if (need < sizeof line && (!nm.function || !memchr(nm.function, ' ', strlen(nm.function)))) {
+            if (mmk__frame_parse(last, need - (size_t)(last - line), &k2) != 0)
                 abort();
             same_key(&k, &k2);
         }

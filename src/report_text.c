@@ -128,8 +128,40 @@ static const char *last_component(const char *p, size_t len, size_t *out_len)
     return p + i;
 }
 
+static size_t format_frame(char *out, size_t cap, const struct mmk__frame_key *k,
+                           const struct mmk__frame_name *nm);
+
+/* snprintf at out + *used, keeping *used the length the whole text needs. */
+static void append(char *out, size_t cap, size_t *used, int r)
+{
+    if (r > 0)
+        *used += (size_t)r;
+}
+
+#define APPEND(...) \
+    append(out, cap, &used, snprintf(used < cap ? out + used : NULL, used < cap ? cap - used : 0, __VA_ARGS__))
+
 size_t mmk__frame_format(char *out, size_t cap, const struct mmk__frame_key *k,
                          const struct mmk__frame_name *nm)
+{
+    size_t used = 0;
+    int ind = k->indent > 64 ? 64 : (int)k->indent;
+    if (cap > 0)
+        out[0] = '\0';
+    for (size_t i = 0; i < nm->ninlined && i < MMK__INLINED_MAX; i++) {
+        const char *fn = nm->inlined[i].function ? nm->inlined[i].function : "??";
+        const char *file = nm->inlined[i].file ? nm->inlined[i].file : "??";
+        size_t fl;
+        file = last_component(file, strlen(file), &fl);
+        APPEND("%*s#%u %.*s (%.*s:%d) (inlined)\n", ind, "", k->index, (int)strcspn(fn, "@"), fn,
+               (int)fl, file, nm->inlined[i].line);
+    }
+    size_t tail = format_frame(used < cap ? out + used : NULL, used < cap ? cap - used : 0, k, nm);
+    return used + tail;
+}
+
+static size_t format_frame(char *out, size_t cap, const struct mmk__frame_key *k,
+                           const struct mmk__frame_name *nm)
 {
     size_t objlen;
     const char *obj = last_component(k->path, k->path_len, &objlen);

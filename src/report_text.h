@@ -36,12 +36,22 @@ struct mmk__frame_key {
     size_t key_len;
 };
 
+enum { MMK__INLINED_MAX = 8 };
+
 /* What a symbolizer found for a frame; NULL/0 fields are unknown. */
 struct mmk__frame_name {
     const char *function;
     uint64_t function_offset;     /* of the address from the function's start */
     const char *file;             /* shown as its last component */
     int line;
+    /* Calls inlined into function at this address, innermost first, each
+     * with its own line: written as lines of their own before the frame's,
+     * "    #N callee (file.c:LINE) (inlined)", which carry no key. */
+    size_t ninlined;
+    struct {
+        const char *function, *file;
+        int line;
+    } inlined[MMK__INLINED_MAX];
 };
 
 /* Parse one line (len bytes, no newline).  0 if it is a frame line, else
@@ -49,7 +59,8 @@ struct mmk__frame_name {
 int mmk__frame_parse(const char *line, size_t len, struct mmk__frame_key *k);
 
 /* Write the frame line of k named by nm into out (cap bytes, NUL-terminated,
- * cut if too long).  Returns the length the whole line needs, as snprintf. */
+ * cut if too long), preceded by its inlined calls' lines (each ending in a
+ * newline).  Returns the length the whole text needs, as snprintf. */
 size_t mmk__frame_format(char *out, size_t cap, const struct mmk__frame_key *k,
                          const struct mmk__frame_name *nm);
 

@@ -14,6 +14,7 @@
 #include "symbolize.h"
 #include "mmkit.h"
 
+#include <dwarf.h>
 #include <elfutils/libdwfl.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -187,6 +188,67 @@ static int offset_to_address(Dwfl_Module *m, uint64_t off, Dwarf_Addr *addr)
     return -ENOENT;
 }
 
+/* The file and line a DW_TAG_inlined_subroutine was called from. */
+static int call_site(Dwarf_Die *cu, Dwarf_Die *inl, const char **file, int *line)
+{
+    Dwarf_Attribute a;
+    Dwarf_Word f, l;
+    Dwarf_Files *files;
+    size_t nfiles;
+    if (!dwarf_attr(inl, DW_AT_call_file, &a) || dwarf_formudata(&a, &f) != 0 ||
+        !dwarf_attr(inl, DW_AT_call_line, &a) || dwarf_formudata(&a, &l) != 0 || l == 0 ||
+        l > 0x7fffffff || dwarf_getsrcfiles(cu, &files, &nfiles) != 0 || f >= nfiles)
+        return -ENOENT;
+    *file = dwarf_filesrc(files, f, NULL, NULL);
+    *line = (int)l;
+    return *file ? 0 : -ENOENT;
+}
+
+/*
+ * Calls inlined at address at, from the DWARF scopes around it (innermost
+ * first): the line table's file and line belong to the innermost inlined
+ * function; each inlined call's call site is the line in the function
+ * around it, and the last one is the line in nm->function itself.
+ */
+static void add_inlined(Dwfl_Module *m, Dwarf_Addr at, struct mmk__frame_name *nm)
+{
+    Dwarf_Addr bias;
+    Dwarf_Die *cu = dwfl_module_addrdie(m, at, &bias);
+    Dwarf_Die *scopes = NULL, *chain = NULL;
+    int n = cu ? dwarf_getscopes(cu, at - bias, &scopes) : -1;
+    /* dwarf_getscopes goes from an inlined call to its abstract definition;
+     * the calls around it are the DIE's own parents (dwarf_getscopes_die). */
+    int inner = -1;
+    for (int i = 0; i < n && inner < 0; i++)
+        if (dwarf_tag(&scopes[i]) == DW_TAG_inlined_subroutine)
+            inner = i;
+    n = inner >= 0 ? dwarf_getscopes_die(&scopes[inner], &chain) : -1;
+    const char *file = nm->file;
+    int line = nm->line;
+    for (int i = 0; i < n; i++) {
+        int tag = dwarf_tag(&chain[i]);
+        if (tag == DW_TAG_subprogram)
+            break;
+        if (tag != DW_TAG_inlined_subroutine)
+            continue;
+        const char *cfile;
+        int cline;
+        if (nm->ninlined == MMK__INLINED_MAX || call_site(cu, &chain[i], &cfile, &cline) < 0)
+            break;
+        const char *name = dwarf_diename(&chain[i]);
+        nm->inlined[nm->ninlined].function = name ? name : "??";
+        nm->inlined[nm->ninlined].file = file;
+        nm->inlined[nm->ninlined].line = line;
+        nm->ninlined++;
+        file = cfile;
+        line = cline;
+    }
+    free(chain);
+    free(scopes);
+    nm->file = file;
+    nm->line = line;
+}
+
 int mmk__symbolize_key(void *ctx, const struct mmk__frame_key *k, struct mmk__frame_name *nm)
 {
     struct mmk__symbolizer *s = ctx;
@@ -213,6 +275,7 @@ int mmk__symbolize_key(void *ctx, const struct mmk__frame_key *k, struct mmk__fr
     if (file && lineno > 0) {
         nm->file = file;
         nm->line = lineno;
+        add_inlined(o->mod, at, nm);
     }
     return 0;
 }

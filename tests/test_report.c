@@ -67,12 +67,19 @@ Test(report, a_named_frame_keeps_its_key_and_reads_like_valgrind)
     struct mmk__frame_key k;
     cr_assert_eq(mmk__frame_parse(l, strlen(l), &k), 0);
     char out[256];
-    struct mmk__frame_name lines = { "plugin_round", 0, "/src/examples/stray_write.c", 58 };
+    struct mmk__frame_name lines = { .function = "plugin_round", .file = "/src/examples/stray_write.c",
+                                     .line = 58 };
     mmk__frame_format(out, sizeof out, &k, &lines);
     cr_expect_str_eq(out, "    #0 plugin_round (stray_write.c:58) [/x/obj+0x10 va=0x10 id=ab]");
-    struct mmk__frame_name syms = { "helper@@V_1", 0x2a, NULL, 0 };
+    struct mmk__frame_name syms = { .function = "helper@@V_1", .function_offset = 0x2a };
     mmk__frame_format(out, sizeof out, &k, &syms);
     cr_expect_str_eq(out, "    #0 helper+0x2a (obj) [/x/obj+0x10 va=0x10 id=ab]");
+    struct mmk__frame_name inl = { .function = "main", .file = "m.c", .line = 9, .ninlined = 2,
+                                   .inlined = { { "inner", "/i/a.h", 3 }, { "outer", "b.h", 5 } } };
+    mmk__frame_format(out, sizeof out, &k, &inl);
+    cr_expect_str_eq(out, "    #0 inner (a.h:3) (inlined)\n"
+                          "    #0 outer (b.h:5) (inlined)\n"
+                          "    #0 main (m.c:9) [/x/obj+0x10 va=0x10 id=ab]");
     struct mmk__frame_name none = { 0 };
     size_t need = mmk__frame_format(out, 8, &k, &none);
     cr_expect_eq(need, strlen("    #0 obj+0x10 [/x/obj+0x10 va=0x10 id=ab]"));

@@ -182,6 +182,14 @@ static __attribute__((noinline)) void static_scribble(const double *p)
     *(volatile double *)p = 7; /* the program's stray write */
     __asm__ volatile("" ::: "memory");
 }
+static inline void inner_poke(const double *p)
+{
+    *(volatile double *)p = 3; /* the inlined stray write */
+}
+static inline void outer_poke(const double *p)
+{
+    inner_poke(p); /* the inlined call; */
+}
 static __attribute__((noinline)) void arena_store(unsigned char *b)
 {
     b[3 << 20] = 1; /* the arena store the file cannot back */
@@ -234,6 +242,8 @@ int main(int argc, char **argv)
     const double *ro = mmk_mirror_ro(m);
     if (argc > 1 && !strcmp(argv[1], "lib"))
         plugin_scribble(ro + 4); /* the host calls the library */
+    else if (argc > 1 && !strcmp(argv[1], "inline"))
+        outer_poke(ro + 4); /* the host calls inlined code */
     else
         static_scribble(ro + 4); /* the host's own code */
     return 4;
@@ -260,6 +270,20 @@ expect_first_frame "$mhead" "^    #0 static_scribble (host.c:$(line_of "$tmp/hos
     "static culprit, no -rdynamic"
 expect_err "^    #[1-9] main (host.c:$(line_of "$tmp/host.c" "the host's own code")) \[" \
     "static culprit, no -rdynamic"
+
+# Inlined calls: each on a line of its own, innermost first, same frame number.
+run "$tmp/host" inline
+expect_rc 139 "inlined culprit"
+expect_first_frame "$mhead" "^    #0 inner_poke (host.c:$(line_of "$tmp/host.c" 'the inlined stray write')) (inlined)$" \
+    "inlined culprit"
+grep -A 2 "$mhead" "$tmp/err" | sed -n 3p |
+    grep -q "^    #0 outer_poke (host.c:$(line_of "$tmp/host.c" 'the inlined call;')) (inlined)$" ||
+    fail "inlined culprit: no outer_poke line second
+$(show)"
+grep -A 3 "$mhead" "$tmp/err" | sed -n 4p |
+    grep -q "^    #0 main (host.c:$(line_of "$tmp/host.c" 'the host calls inlined code')) \[" ||
+    fail "inlined culprit: main is not the frame's own line
+$(show)"
 
 run "$tmp/host" arena "$tmp/arena.bin"
 expect_rc 135 "arena fatal store"
