@@ -55,10 +55,10 @@ void mmk__line_end(struct mmk__line *l)
  * have held malloc's lock at the fork).  A fresh program can, so the frames
  * are written into a pipe and `mmkit symbolize` is started with fork and
  * execve (async-signal-safe; the fork skips the fork handlers), its stdin
- * the pipe, its stdout our stderr.  It writes its whole answer in one write
- * at the end, so on success stderr gets the named frames and on failure
- * (not found, exit status not 0, killed at the time limit) nothing, and we
- * write the raw frames ourselves.
+ * that pipe, its stdout another one, which we copy to stderr.  It writes
+ * its whole answer in one write at the end, so on success stderr gets the
+ * named frames, and on failure (not found, an error, killed at the time
+ * limit) nothing, and we write the raw frames ourselves.
  *
  * LATER (the process goes on).  The report is written into a free slot of a
  * small queue and a semaphore is posted (sem_post is async-signal-safe);
@@ -78,6 +78,7 @@ void mmk__line_end(struct mmk__line *l)
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -141,18 +142,45 @@ static void frames_out(int fd, const uintptr_t *pcs, int n)
     }
 }
 
-/* Run the symbolizer on the frames; 0 if it wrote them, else negative. */
+/* Wait for child pid until the deadline, then kill it; always reaped. */
+static void reap(int pid, long long deadline)
+{
+    int status;
+    while (mmk__sys_waitpid(pid, &status, WNOHANG) == 0) {
+        if (mmk__sys_now_ns() >= deadline) {
+            mmk__sys_kill(pid, SIGKILL);
+            mmk__sys_waitpid(pid, &status, 0);
+            return;
+        }
+        mmk__sys_sleep_ns(1000000);
+    }
+    /* pid reaped, or -ECHILD: SIGCHLD ignored or someone else's waitpid */
+}
+
+/*
+ * Run the symbolizer on the frames; 0 if it wrote them, else negative.
+ * Its answer comes back through a pipe and we write it to stderr, so
+ * success does not depend on its exit status (which the program's own
+ * SIGCHLD handling may take from us): an answer read to its end is success,
+ * no answer by the deadline is failure.
+ */
 static int symbolize_now(const uintptr_t *pcs, int n)
 {
     if (!symbolizer[0] || n == 0)
         return -ENOENT;
-    int p[2];
-    int r = mmk__sys_pipe2(p, O_CLOEXEC);
+    int in[2], out[2];
+    int r = mmk__sys_pipe2(in, O_CLOEXEC);
     if (r < 0)
         return r;
+    r = mmk__sys_pipe2(out, O_CLOEXEC);
+    if (r < 0) {
+        mmk__sys_close(in[0]);
+        mmk__sys_close(in[1]);
+        return r;
+    }
     /* 48 lines of at most 512 bytes fit in a pipe's 64 KiB: no blocking. */
-    frames_out(p[1], pcs, n);
-    mmk__sys_close(p[1]);
+    frames_out(in[1], pcs, n);
+    mmk__sys_close(in[1]);
     long long deadline = mmk__sys_now_ns() + symbolize_limit_ns;
     int pid = mmk__sys_fork_bare();
     if (pid == 0) {
@@ -160,31 +188,42 @@ static int symbolize_now(const uintptr_t *pcs, int n)
         sigemptyset(&all);
         mmk__sys_sigmask(SIG_SETMASK, &all, NULL);
         int null = mmk__sys_open("/dev/null", O_WRONLY, 0);
-        if (mmk__sys_dup2(p[0], 0) < 0 || mmk__sys_dup2(2, 1) < 0 || null < 0 ||
+        if (mmk__sys_dup2(in[0], 0) < 0 || mmk__sys_dup2(out[1], 1) < 0 || null < 0 ||
             mmk__sys_dup2(null, 2) < 0)
             _exit(127);
         char *argv[] = { symbolizer, (char *)"symbolize", NULL };
         mmk__sys_execve(symbolizer, argv, environ);
         _exit(127);
     }
-    mmk__sys_close(p[0]);
-    if (pid < 0)
+    mmk__sys_close(in[0]);
+    mmk__sys_close(out[1]);
+    if (pid < 0) {
+        mmk__sys_close(out[0]);
         return pid;
-    int status = 0;
-    for (;;) {
-        r = mmk__sys_waitpid(pid, &status, WNOHANG);
-        if (r != 0)
-            break;
-        if (mmk__sys_now_ns() >= deadline) {
-            mmk__sys_kill(pid, SIGKILL);
-            mmk__sys_waitpid(pid, &status, 0);
-            return -ETIMEDOUT;
-        }
-        mmk__sys_sleep_ns(1000000);
     }
-    if (r < 0) /* reaped by someone else's SIGCHLD handler: unknown */
-        return r;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+    size_t total = 0;
+    int done = 0;
+    for (;;) {
+        long long left = deadline - mmk__sys_now_ns();
+        if (left <= 0)
+            break;
+        int ev = mmk__sys_poll1(out[0], POLLIN, (int)(left / 1000000) + 1);
+        if (ev < 0)
+            break;
+        if (ev == 0)
+            continue;
+        char buf[4096];
+        ssize_t got = mmk__sys_read(out[0], buf, sizeof buf);
+        if (got <= 0) {
+            done = got == 0;
+            break;
+        }
+        mmk__sys_write_all(2, buf, (size_t)got);
+        total += (size_t)got;
+    }
+    mmk__sys_close(out[0]);
+    reap(pid, deadline);
+    return done && total > 0 ? 0 : -EIO;
 }
 
 /* ---- the queue for the reporter thread ---- */

@@ -452,3 +452,16 @@ int mmk__sys_sigtake(int sig)
     int r = sigtimedwait(&one, NULL, &zero);
     RESULT(r >= 0, r);
 }
+
+#include <poll.h>
+
+int mmk__sys_poll1(int fd, short events, int timeout_ms)
+{
+    SAVE_ERRNO;
+    struct pollfd p = { fd, events, 0 };
+    int r;
+    do
+        r = poll(&p, 1, timeout_ms);
+    while (r < 0 && errno == EINTR);
+    RESULT(r >= 0, r > 0 ? p.revents : 0);
+}

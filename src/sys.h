@@ -130,3 +130,6 @@ int mmk__sys_sigpending(sigset_t *set);
 /* Take sig if it is pending for this thread (sigtimedwait with a zero
  * timeout).  Returns sig, or -EAGAIN if it was not pending. */
 int mmk__sys_sigtake(int sig);
+/* poll(2) of one fd for events, at most timeout_ms (retries EINTR with the
+ * same timeout).  Returns the revents, 0 on timeout, or -errno. */
+int mmk__sys_poll1(int fd, short events, int timeout_ms);

@@ -236,6 +236,8 @@ int main(int argc, char **argv)
         region_store(mmk_region_base(s));
         return 4;
     }
+    if (argc > 1 && !strcmp(argv[1], "sigchld-ignored"))
+        signal(SIGCHLD, SIG_IGN); /* children reaped by the kernel */
     mmk_mirror *m = mmk_mirror_create(4096, 0);
     if (!m)
         return 3;
@@ -270,6 +272,12 @@ expect_first_frame "$mhead" "^    #0 static_scribble (host.c:$(line_of "$tmp/hos
     "static culprit, no -rdynamic"
 expect_err "^    #[1-9] main (host.c:$(line_of "$tmp/host.c" "the host's own code")) \[" \
     "static culprit, no -rdynamic"
+
+# A program that ignores SIGCHLD (its children are reaped behind our back).
+run "$tmp/host" sigchld-ignored
+expect_rc 139 "SIGCHLD ignored"
+expect_first_frame "$mhead" "^    #0 static_scribble (host.c:$(line_of "$tmp/host.c" "program's stray write")) \[" \
+    "SIGCHLD ignored"
 
 # Inlined calls: each on a line of its own, innermost first, same frame number.
 run "$tmp/host" inline
