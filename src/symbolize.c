@@ -34,12 +34,27 @@ struct object {
     Dwfl_Module *mod;
 };
 
+/* Names already found, by object and address: a watched loop reports the
+ * same few addresses again and again, and the DWARF scope walk is the
+ * expensive part.  Direct-mapped; emptied when an object is evicted (the
+ * names point into its data). */
+enum { CACHE_SLOTS = 1024 };
+
+struct cached {
+    const struct object *o;            /* NULL: empty */
+    Dwarf_Addr addr;
+    unsigned exact;                    /* frame 0: not a return address */
+    int found;
+    struct mmk__frame_name nm;
+};
+
 struct mmk__symbolizer {
     char *debug_path;                  /* libdwfl's debuginfo_path string */
     char *debug_dir;
     Dwfl_Callbacks cb;
     struct object obj[MAX_OBJECTS];
     size_t nobj, next_evict;
+    struct cached cache[CACHE_SLOTS];
 };
 
 struct mmk__symbolizer *mmk__symbolizer_new(const char *debug_dir)
@@ -157,6 +172,7 @@ static struct object *object_for(struct mmk__symbolizer *s, const struct mmk__fr
         o = &s->obj[s->next_evict];
         s->next_evict = (s->next_evict + 1) % MAX_OBJECTS;
         object_drop(o);
+        memset(s->cache, 0, sizeof s->cache);
     }
     o->path = strndup(k->path, k->path_len);
     if (!o->path)
@@ -249,6 +265,9 @@ static void add_inlined(Dwfl_Module *m, Dwarf_Addr at, struct mmk__frame_name *n
     nm->line = line;
 }
 
+static int name_address(struct object *o, Dwarf_Addr addr, unsigned exact,
+                        struct mmk__frame_name *nm);
+
 int mmk__symbolize_key(void *ctx, const struct mmk__frame_key *k, struct mmk__frame_name *nm)
 {
     struct mmk__symbolizer *s = ctx;
@@ -260,8 +279,27 @@ int mmk__symbolize_key(void *ctx, const struct mmk__frame_key *k, struct mmk__fr
         addr = k->vaddr + bias;
     else if (offset_to_address(o->mod, k->offset, &addr) < 0)
         return -ENOENT;
+    unsigned exact = k->index == 0;
+    size_t h = (size_t)((addr * 0x9e3779b97f4a7c15ull) >> 40) % CACHE_SLOTS;
+    struct cached *c = &s->cache[h];
+    if (c->o != o || c->addr != addr || c->exact != exact) {
+        c->o = o;
+        c->addr = addr;
+        c->exact = exact;
+        memset(&c->nm, 0, sizeof c->nm);
+        c->found = name_address(o, addr, exact, &c->nm) == 0;
+    }
+    if (!c->found)
+        return -ENOENT;
+    *nm = c->nm;
+    return 0;
+}
+
+static int name_address(struct object *o, Dwarf_Addr addr, unsigned exact,
+                        struct mmk__frame_name *nm)
+{
     /* A return address: the call is the instruction before it. */
-    Dwarf_Addr at = k->index > 0 && addr > 0 ? addr - 1 : addr;
+    Dwarf_Addr at = !exact && addr > 0 ? addr - 1 : addr;
     GElf_Off off;
     GElf_Sym sym;
     const char *fn = dwfl_module_addrinfo(o->mod, at, &off, &sym, NULL, NULL, NULL);
