@@ -13,8 +13,8 @@
  * The report names the culprit first, then its callers:
  *
  *   mmkit: stray write at 0x7f... (mirror 0x55..., offset 32)
- *       #0 plugin_round (stray_write.c:58) [/.../stray_write+0x396b va=0x396b id=1046...]
- *       #1 main (stray_write.c:83) [...]
+ *       #0 plugin_round (stray_write.c:65) [/.../stray_write+0x396b va=0x396b id=1046...]
+ *       #1 main (stray_write.c:90) [...]
  *
  * (set MMKIT_SYMBOLIZER=build/mmkit when mmkit is not installed; without a
  * symbolizer the frames are "stray_write+0x396b [...]", which

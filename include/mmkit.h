@@ -661,14 +661,16 @@ MMK_API int    mmk_region_set_budget(size_t mappings);
  * signal trampoline:
  *
  *     mmkit: stray write at 0x7f3c2d1f5020 (mirror 0x55d0c53e02a0, offset 32)
- *         #0 plugin_round (stray_write.c:59) [/srv/app/stray_write+0x1389 id=8c1e...]
- *         #1 main (stray_write.c:86) [/srv/app/stray_write+0x10f4 id=8c1e...]
- *         #2 __libc_start_call_main+0x7a (libc.so.6) [/usr/lib/.../libc.so.6+0x271ca id=...]
+ *         #0 plugin_round (stray_write.c:65) [/srv/app/stray_write+0x396b va=0x396b id=1046...]
+ *         #1 main (stray_write.c:90) [/srv/app/stray_write+0x36eb va=0x36eb id=1046...]
+ *         #2 __libc_start_call_main+0x7a (libc.so.6) [/usr/lib/.../libc.so.6+0x271ca va=... id=...]
  *
  * A frame is "function (file:LINE)" where there is debug information,
  * "function+0xOFF (object)" where there are only symbols, "object+0xOFF"
- * otherwise.  The bracket, on every frame, is what naming it needs later and
- * elsewhere: the object's path, the file offset and the object's build-id.
+ * otherwise; calls the compiler inlined get lines of their own ("(inlined)").
+ * The bracket, on every frame, is what naming it needs later and elsewhere:
+ * the object's path, the file offset, the address in the object's own
+ * address space (va=) and the object's build-id (id=).
  * The frames are collected in the signal handler and named outside it: by
  * a reporter thread when the process goes on (watch mode, callbacks), by
  * `mmkit symbolize` started with fork + execve when it dies (environment:
