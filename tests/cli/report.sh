@@ -1,9 +1,10 @@
 #!/bin/sh
 # report.sh BUILD - fault reports name the culprit first: the stray-write
 # example, a culprit in a shared library, a static function of a program
-# linked without -rdynamic, the arena's and the region's fatal lines, watch
-# mode, a stripped binary named later by `mmkit symbolize --debug-dir`, and
-# the raw fallback when the symbolizer is missing or hangs.
+# linked without -rdynamic, a plugin loaded with dlopen, inlined calls, the
+# arena's and the region's fatal lines, watch mode, a stripped binary named
+# later by `mmkit symbolize --debug-dir`, and the raw fallback when the
+# symbolizer is missing, fails or hangs.
 # Run from the repository root.  Exit 0 pass, 77 skip, anything else fail.
 set -eu
 
@@ -170,6 +171,7 @@ void plugin_scribble(const double *p)
 EOF
 cat > "$tmp/host.c" <<'EOF'
 #include "mmkit.h"
+#include <dlfcn.h>
 #include <stdio.h>
 #include <string.h>
 #include <signal.h>
@@ -246,6 +248,14 @@ int main(int argc, char **argv)
         plugin_scribble(ro + 4); /* the host calls the library */
     else if (argc > 1 && !strcmp(argv[1], "inline"))
         outer_poke(ro + 4); /* the host calls inlined code */
+    else if (argc > 2 && !strcmp(argv[1], "dlopen")) {
+        /* A plugin loaded after the mirror was made. */
+        void *h = dlopen(argv[2], RTLD_NOW);
+        void (*fn)(const double *) = h ? (void (*)(const double *))dlsym(h, "plugin_scribble") : NULL;
+        if (!fn)
+            return 5;
+        fn(ro + 4); /* the host calls the loaded plugin */
+    }
     else
         static_scribble(ro + 4); /* the host's own code */
     return 4;
@@ -253,7 +263,7 @@ int main(int argc, char **argv)
 EOF
 cc -g -O2 -fPIC -shared $san -o "$tmp/libplugin.so" "$tmp/plugin.c"
 cc -g -O2 -Iinclude $san -o "$tmp/host" "$tmp/host.c" -L"$tmp" -lplugin -Wl,-rpath,"$tmp" \
-    "$B/libmmkit.a" -pthread -ldw -lelf
+    "$B/libmmkit.a" -pthread -ldw -lelf -ldl
 ! nm -D "$tmp/host" | grep -q static_scribble || fail "host exports its functions (-rdynamic?)"
 mhead='^mmkit: stray write at 0x[0-9a-f]* (mirror 0x[0-9a-f]*, offset 32)$'
 
@@ -265,6 +275,14 @@ expect_err "^    #[1-9] main (host.c:$(line_of "$tmp/host.c" 'the host calls the
     "shared-library culprit"
 expect_no_handler_frames "shared-library culprit"
 expect_keys "shared-library culprit"
+
+cp "$tmp/libplugin.so" "$tmp/loaded.so"
+run "$tmp/host" dlopen "$tmp/loaded.so"
+expect_rc 139 "dlopen'ed culprit"
+expect_first_frame "$mhead" "^    #0 plugin_scribble (plugin.c:$(line_of "$tmp/plugin.c" 'stray write')) \[/.*/loaded.so+0x" \
+    "dlopen'ed culprit"
+expect_err "^    #[1-9] main (host.c:$(line_of "$tmp/host.c" 'the host calls the loaded plugin')) \[" \
+    "dlopen'ed culprit"
 
 run "$tmp/host" static
 expect_rc 139 "static culprit, no -rdynamic"
