@@ -47,7 +47,7 @@ STATIC   := $(B)/libmmkit.a
 SHARED   := $(B)/libmmkit.so.$(VERSION)
 CLI      := $(B)/mmkit
 
-.PHONY: all lib test test-asan bench demo examples install uninstall clean deps help fuzz FORCE
+.PHONY: all lib test test-asan bench demo examples install uninstall clean deps build-deps help fuzz FORCE
 all: lib $(CLI) examples
 
 lib: $(STATIC) $(SHARED)
@@ -63,6 +63,11 @@ help:
 
 $(B)/obj/%.o: src/%.c include/mmkit.h $(wildcard src/*.h) | $(B)/obj
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
+
+# The fault reports' symbolizer needs elfutils' headers (libdw-dev).
+$(B)/obj/symbolize.o: | build-deps
+build-deps:
+	@sh tools/deps.sh build
 
 $(B)/obj/tools/%.o: tools/%.c include/mmkit.h $(wildcard tools/*.h) | $(B)/obj/tools
 	$(CC) $(ALL_CFLAGS) -Itools -c $< -o $@

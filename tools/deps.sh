@@ -7,11 +7,13 @@ if [ "${1:-}" = fuzz ]; then # `make fuzz`: clang with libFuzzer, and libdw
     [ -n "$(ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-*.a 2>/dev/null)" ] ||
         missing="$missing libclang-rt-dev"
 fi
-pkg-config --exists libdw 2>/dev/null || missing="$missing libdw-dev"
+[ -f /usr/include/elfutils/libdwfl.h ] || missing="$missing libdw-dev"
+if [ "${1:-}" != build ]; then # `deps.sh build`: only what the library needs
 command -v objcopy >/dev/null 2>&1 || missing="$missing binutils"
 pkg-config --exists criterion 2>/dev/null || missing="$missing libcriterion-dev"
 [ -f /usr/include/sigsegv.h ] || missing="$missing libsigsegv-dev"
 command -v pkg-config >/dev/null 2>&1 || missing="$missing pkgconf"
+fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "mmkit: installing Debian packages:$missing"
