@@ -31,6 +31,10 @@ ALL_CFLAGS  := $(BASE) $(CFLAGS) $(SANFLAGS)
 # write through it (tests and demos cast on purpose, to provoke faults).
 LIB_CFLAGS  := $(ALL_CFLAGS) -Wcast-qual -fPIC -fvisibility=hidden $(VERSION_DEFS)
 LDLIBS      := -pthread
+# Fault reports: frames are named with elfutils (libdw-dev); a dying process
+# runs the installed `mmkit symbolize` (override: MMKIT_SYMBOLIZER=path).
+LIB_CFLAGS  += -DMMK_DEFAULT_SYMBOLIZER='"$(BINDIR)/mmkit"'
+LDLIBS      += -ldw -lelf
 
 # Evaluated when the recipe runs, after `deps` may have installed Criterion.
 CRIT_CFLAGS = $$(pkg-config --cflags criterion)
@@ -53,7 +57,7 @@ STATIC   := $(B)/libmmkit.a
 SHARED   := $(B)/libmmkit.so.$(VERSION)
 CLI      := $(B)/mmkit
 
-.PHONY: all lib test test-asan bench demo examples install uninstall clean deps help FORCE
+.PHONY: all lib test test-asan bench demo examples install uninstall clean deps build-deps help fuzz FORCE
 all: lib $(CLI) examples
 
 lib: $(STATIC) $(SHARED)
@@ -65,12 +69,17 @@ help:
 	@echo "make test-asan  the same under AddressSanitizer + UBSan (into build-asan/)"
 	@echo "make bench      build and run the benchmarks"
 	@echo "make install    install under PREFIX (default /usr/local), honours DESTDIR"
+	@echo "make fuzz       build the libFuzzer targets fuzz/*.c with clang, run each FUZZ_SECONDS"
 
 $(B)/obj/%.o: src/%.c include/mmkit.h $(wildcard src/*.h) | $(B)/obj
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
 
 # error.c checks the header's version against VERSION.
 $(B)/obj/error.o: Makefile
+# The fault reports' symbolizer needs elfutils' headers (libdw-dev).
+$(B)/obj/symbolize.o: | build-deps
+build-deps:
+	@sh tools/deps.sh build
 
 $(B)/obj/tools/%.o: tools/%.c include/mmkit.h $(wildcard tools/*.h) | $(B)/obj/tools
 	$(CC) $(ALL_CFLAGS) -Itools -c $< -o $@
@@ -130,6 +139,24 @@ bench: $(BENCHES)
 demo: $(CLI)
 	@$(CLI) demo
 
+# libFuzzer targets for the parsers of untrusted input: fuzz/NAME.c is built
+# with clang against the library's sources and run for FUZZ_SECONDS on a
+# copy of its seed corpus fuzz/corpus/NAME (new inputs stay in the build dir).
+FUZZ_SRC     := $(sort $(wildcard fuzz/*.c))
+FUZZERS      := $(FUZZ_SRC:fuzz/%.c=$(B)/fuzz/%)
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+$(B)/fuzz/%: fuzz/%.c $(LIB_SRC) include/mmkit.h $(wildcard src/*.h)
+	@sh tools/deps.sh fuzz
+	@mkdir -p $(B)/fuzz
+	$(FUZZ_CC) $(BASE) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	    -o $@ $< $(LIB_SRC) $(LDLIBS)
+fuzz: $(FUZZERS)
+	@for f in $(FUZZERS); do n=$${f##*/}; c=$(B)/fuzz/corpus-$$n; mkdir -p $$c; \
+	    [ -d fuzz/corpus/$$n ] && cp fuzz/corpus/$$n/* $$c/ 2>/dev/null; \
+	    echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(B)/fuzz/ $$c || exit 1; done
+
 # Rebuilt on every run: the paths in it depend on PREFIX/LIBDIR/INCLUDEDIR,
 # which may differ from one `make install` to the next.
 FORCE:
@@ -159,7 +186,7 @@ uninstall:
 clean:
 	rm -rf build build-asan
 
-# ---- SysV shm over files: the preload library and the parsers' fuzz target ----
+# ---- SysV shm over files: the preload library (its parsers' fuzz target is fuzz/shm_parse.c) ----
 PRELOAD     := $(B)/libmmkit-sysv.so
 PRELOAD_SRC := preload/sysv.c src/shm.c src/shm_attach.c src/shm_store.c src/sys.c src/error.c
 # Built from source without sanitizers: it is loaded into programs that are not.
@@ -170,18 +197,6 @@ $(PRELOAD): $(PRELOAD_SRC) preload/sysv.map include/mmkit.h src/shm.h src/sys.h
 all: $(PRELOAD)
 test: $(PRELOAD)
 bench: $(PRELOAD)
-
-# `make fuzz`: libFuzzer targets (clang).  FUZZ_TIME seconds each.
-FUZZ_TIME ?= 30
-.PHONY: fuzz fuzz-shm
-fuzz: fuzz-shm
-fuzz-shm: fuzz/shm_parse.c src/shm_store.c src/sys.c src/error.c src/shm.h
-	@mkdir -p $(B)/fuzz $(B)/fuzz/corpus-shm
-	clang -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc -g -O1 -fsanitize=fuzzer,address,undefined \
-	    -o $(B)/fuzz/shm_parse fuzz/shm_parse.c src/shm_store.c src/sys.c src/error.c -pthread
-	@$(B)/fuzz/shm_parse -max_total_time=$(FUZZ_TIME) $(B)/fuzz/corpus-shm fuzz/corpus/shm \
-	    > $(B)/fuzz/shm_parse.log 2>&1 || { tail -40 $(B)/fuzz/shm_parse.log; exit 1; }
-	@tail -1 $(B)/fuzz/shm_parse.log
 
 # The preload library is installed next to libmmkit.
 .PHONY: install-shm uninstall-shm

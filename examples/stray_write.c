@@ -10,8 +10,15 @@
  *   stray_write           the default policy: report and die of SIGSEGV
  *   stray_write --watch   watch mode: report every stray write, let it happen
  *
- * Build with -rdynamic to see function names in the backtrace; without it,
- * `addr2line -e stray_write ADDR` turns the +0x... offsets into lines.
+ * The report names the culprit first, then its callers:
+ *
+ *   mmkit: stray write at 0x7f... (mirror 0x55..., offset 32)
+ *       #0 plugin_round (stray_write.c:65) [/.../stray_write+0x396b va=0x396b id=1046...]
+ *       #1 main (stray_write.c:90) [...]
+ *
+ * (set MMKIT_SYMBOLIZER=build/mmkit when mmkit is not installed; without a
+ * symbolizer the frames are "stray_write+0x396b [...]", which
+ * `mmkit symbolize < report` names later).
  */
 #include "mmkit.h"
 
@@ -49,8 +56,8 @@ static double plugin_total(const struct cache *c)
     return total;
 }
 
-/* The buggy plugin: rounds prices in place, through a cast.  (Not static, so
- * that a -rdynamic build shows its name in the backtrace.) */
+/* The buggy plugin: rounds prices in place, through a cast.  (Not static:
+ * plugins are called from elsewhere; the report would name it either way.) */
 void plugin_round(const struct cache *c);
 __attribute__((noinline)) void plugin_round(const struct cache *c)
 {

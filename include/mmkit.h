@@ -731,6 +731,61 @@ MMK_API int mmk_shm_limits(struct shminfo *lim);
 MMK_API int mmk_shm_set_limits(const struct shminfo *lim);
 /* The store directory in use (at most len-1 bytes, NUL-terminated). */
 MMK_API int mmk_shm_dir(char *buf, size_t len);
+/* ==== Fault reports ==========================================================
+ *
+ * mmkit's fatal and watch-mode reports name the faulting frame first and its
+ * callers after it, valgrind style, leaving out mmkit's handler and the
+ * signal trampoline:
+ *
+ *     mmkit: stray write at 0x7f3c2d1f5020 (mirror 0x55d0c53e02a0, offset 32)
+ *         #0 plugin_round (stray_write.c:65) [/srv/app/stray_write+0x396b va=0x396b id=1046...]
+ *         #1 main (stray_write.c:90) [/srv/app/stray_write+0x36eb va=0x36eb id=1046...]
+ *         #2 __libc_start_call_main+0x7a (libc.so.6) [/usr/lib/.../libc.so.6+0x271ca va=... id=...]
+ *
+ * A frame is "function (file:LINE)" where there is debug information,
+ * "function+0xOFF (object)" where there are only symbols, "object+0xOFF"
+ * otherwise; calls the compiler inlined get lines of their own ("(inlined)").
+ * The bracket, on every frame, is what naming it needs later and elsewhere:
+ * the object's path, the file offset, the address in the object's own
+ * address space (va=) and the object's build-id (id=).
+ * The frames are collected in the signal handler and named outside it: by
+ * a reporter thread when the process goes on (watch mode, callbacks), by
+ * `mmkit symbolize` started with fork + execve when it dies (environment:
+ * MMKIT_SYMBOLIZER, the mmkit program to run, "" for none; MMKIT_SYMBOLIZE_MS,
+ * its time limit, default 3000).  Whatever fails, the raw frames
+ * ("object+0xOFF [key]") are written instead.
+ */
+
+/* Start mmkit's reporter thread (once; a mirror's watch or callback policy
+ * starts it too).  Not from a signal handler.  0 or -errno. */
+MMK_API int mmk_report_start(void);
+
+/* Flag of mmk_fault_report(): name the frames now, with the symbolizer
+ * process and its time limit (for a handler about to end the process). */
+enum { MMK_REPORT_NOW = 1u << 0 };
+
+/*
+ * From a fault handler (async-signal-safe): report f on stderr as the line
+ * "mmkit: TEXT" and the frames of the faulting context.  Without
+ * MMK_REPORT_NOW the reporter thread names and writes it while the call
+ * waits, at most the time limit (past it the call returns and the thread
+ * writes the report when it can); with raw frames at once if the thread is
+ * not running or its queue of 8 reports is full.  0, or -EINVAL (NULL f or
+ * text, unknown flags).
+ */
+MMK_API int mmk_fault_report(const mmk_fault *f, const char *text, unsigned flags);
+
+/*
+ * Name the frame lines of a report (text of len bytes, untrusted) and return
+ * the report with each frame renamed, other lines unchanged, as a malloc'ed
+ * NUL-terminated string (its length in *out_len if not NULL); NULL and errno
+ * on failure.  Objects are looked up in debug_dir (if not NULL) by build-id
+ * (.build-id/xx/rest.debug) and by name (NAME.debug, NAME), then at the path
+ * in the report, then in /usr/lib/debug; a file is used only if its build-id
+ * matches.  `mmkit symbolize` is this call on stdin.
+ */
+MMK_API char *mmk_report_symbolize(const char *text, size_t len, const char *debug_dir,
+                                   size_t *out_len);
 
 #ifdef __cplusplus
 }

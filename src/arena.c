@@ -318,7 +318,7 @@ static const char *errno_name(int e)
  * back to its default action and let the access run again, so that the
  * process dies of SIGBUS (core dump included) whatever handler it had.
  */
-static int die_unbacked(mmk_arena *a, size_t off, int err)
+static int die_unbacked(const mmk_fault *f, mmk_arena *a, size_t off, int err)
 {
     struct mmk__line l = MMK__LINE_INIT;
     int e = err < 0 ? -err : err;
@@ -333,7 +333,7 @@ static int die_unbacked(mmk_arena *a, size_t off, int err)
     mmk__line_str(&l, ", ");
     mmk__line_str(&l, mmk_strerror(e));
     mmk__line_str(&l, "); a plain store cannot fail, ending the process");
-    mmk__line_end(&l);
+    mmk__report_fault(&l, f->ucontext, MMK__REPORT_NOW);
     mmk__sys_sigdefault(SIGBUS);
     return MMK_FAULT_RETRY;
 }
@@ -353,7 +353,7 @@ static int arena_fault(const mmk_fault *f, void *ctx)
     size_t cur;
     int r = file_size(a, &cur);
     if (r < 0)
-        return die_unbacked(a, off, r);
+        return die_unbacked(f, a, off, r);
     struct fault_memo *m = &fault_memo;
     if (cur >= need) {
         /*
@@ -375,15 +375,15 @@ static int arena_fault(const mmk_fault *f, void *ctx)
         }
         r = mmk__sys_fallocate(a->fd, 0, (off_t)off, (off_t)a->page);
         if (r < 0 && r != -EOPNOTSUPP && r != -ENOSYS)
-            return die_unbacked(a, off, r);
+            return die_unbacked(f, a, off, r);
         if (++m->repeats < STUCK_LIMIT)
             return MMK_FAULT_RETRY;
-        return die_unbacked(a, off, -EIO);
+        return die_unbacked(f, a, off, -EIO);
     }
     m->arena = NULL; /* this fault grows the file: forget the last one */
     r = extend(a, cur, growth_target(a, cur, need));
     if (r < 0 && (r = grow(a, need, 0)) < 0)
-        return die_unbacked(a, off, r);
+        return die_unbacked(f, a, off, r);
     return MMK_FAULT_RETRY;
 }
 

@@ -32,7 +32,6 @@
 #include "sys.h"
 
 #include <errno.h>
-#include <execinfo.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
@@ -129,12 +128,12 @@ int mmk__sealed_memfd(const char *name, size_t size)
 /* ---- reporting (async-signal-safe) --------------------------------------- */
 
 /*
- * "mmkit: <verb> <kind> at ADDR (mirror M, offset N)" and a backtrace, to
- * fd 2.  backtrace() was called once outside any handler (see load_unwinder),
- * so libgcc's unwinder is already loaded and nothing here allocates.
+ * "mmkit: <verb> <kind> at ADDR (mirror M, offset N)" and the frames of the
+ * faulting code (report.h): named now by the symbolizer process when the
+ * process dies, named later by the reporter thread when it goes on.
  */
-static void report(const mmk_mirror *m, const char *verb, const char *kind, uintptr_t addr,
-                   size_t off)
+static void report(const mmk_fault *f, const mmk_mirror *m, const char *verb, const char *kind,
+                   uintptr_t addr, size_t off, int when)
 {
     struct mmk__line l = MMK__LINE_INIT;
     mmk__line_str(&l, "mmkit: ");
@@ -148,18 +147,14 @@ static void report(const mmk_mirror *m, const char *verb, const char *kind, uint
     mmk__line_str(&l, ", offset ");
     mmk__line_dec(&l, (long long)off);
     mmk__line_str(&l, ")");
-    mmk__line_end(&l);
-    void *frames[64];
-    int n = backtrace(frames, 64);
-    backtrace_symbols_fd(frames, n, 2);
+    mmk__report_fault(&l, f->ucontext, when);
 }
 
 static pthread_once_t unwinder_once = PTHREAD_ONCE_INIT;
 
 static void load_unwinder_once(void)
 {
-    void *frame[2];
-    backtrace(frame, 2); /* dlopens libgcc_s now, not inside a handler */
+    mmk__report_prepare(); /* loads the unwinder now, not inside a handler */
 }
 
 static void load_unwinder(void)
@@ -412,13 +407,13 @@ static int mirror_fault(const mmk_fault *f, void *ctx)
         break;
 #if WATCH_SUPPORTED
     case MMK_MIRROR_WATCH:
-        report(m, "watched", kind, a, off);
+        report(f, m, "watched", kind, a, off, MMK__REPORT_LATER);
         return watch_step(m, f);
 #endif
     default:
         break;
     }
-    report(m, "stray", kind, a, off);
+    report(f, m, "stray", kind, a, off, MMK__REPORT_NOW);
     return die_of_segv();
 }
 
@@ -718,6 +713,8 @@ int mmk_mirror_set_policy(mmk_mirror *m, unsigned policy, mmk_fault_fn cb, void 
      */
     if (mmk__fault_in_handler())
         return -EDEADLK;
+    if (policy != MMK_MIRROR_ABORT)
+        mmk__report_start(); /* names reports of a process that goes on */
     pthread_mutex_lock(&m->policy_lock);
     const struct policy *cur = atomic_load(&m->policy);
     struct policy *next = cur == &m->policy_slot[0] ? &m->policy_slot[1] : &m->policy_slot[0];

@@ -537,3 +537,136 @@ int mmk__sys_ioctl(int fd, unsigned long request, void *arg)
     while (r < 0 && errno == EINTR);
     RESULT(r >= 0, r);
 }
+
+/* ---- additions for fault reports ----------------------------------------- */
+
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+
+int mmk__sys_pipe2(int fds[2], int flags)
+{
+    SAVE_ERRNO;
+    RESULT(pipe2(fds, flags) == 0, 0);
+}
+
+int mmk__sys_fork_bare(void)
+{
+    SAVE_ERRNO;
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+    pid_t pid = _Fork();
+#else
+    pid_t pid = (pid_t)syscall(SYS_clone, (long)SIGCHLD, 0L, 0L, 0L, 0L);
+#endif
+    RESULT(pid >= 0, (int)pid);
+}
+
+int mmk__sys_execve(const char *path, char *const argv[], char *const envp[])
+{
+    SAVE_ERRNO;
+    execve(path, argv, envp);
+    int r = -errno;
+    errno = saved_errno_;
+    return r;
+}
+
+int mmk__sys_dup2(int oldfd, int newfd)
+{
+    SAVE_ERRNO;
+    int r = dup2(oldfd, newfd);
+    RESULT(r >= 0, r);
+}
+
+int mmk__sys_waitpid(int pid, int *status, int options)
+{
+    SAVE_ERRNO;
+    pid_t r;
+    do
+        r = waitpid((pid_t)pid, status, options);
+    while (r < 0 && errno == EINTR);
+    RESULT(r >= 0, (int)r);
+}
+
+int mmk__sys_kill(int pid, int sig)
+{
+    SAVE_ERRNO;
+    RESULT(kill((pid_t)pid, sig) == 0, 0);
+}
+
+long long mmk__sys_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+void mmk__sys_sleep_ns(long long ns)
+{
+    SAVE_ERRNO;
+    struct timespec ts = { (time_t)(ns / 1000000000LL), (long)(ns % 1000000000LL) };
+    nanosleep(&ts, NULL);
+    errno = saved_errno_;
+}
+
+int mmk__sys_readlink(const char *path, char *buf, size_t len)
+{
+    SAVE_ERRNO;
+    ssize_t n = len > 0 ? readlink(path, buf, len - 1) : -1;
+    if (n >= 0)
+        buf[n] = '\0';
+    RESULT(n >= 0, (int)n);
+}
+
+int mmk__sys_peek(void *dst, const void *src, size_t len)
+{
+    SAVE_ERRNO;
+    struct iovec local = { dst, len }, remote = { (void *)(uintptr_t)src, len };
+    ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+    if (n >= 0 && (size_t)n != len) {
+        errno = saved_errno_;
+        return -EFAULT;
+    }
+    RESULT(n >= 0, 0);
+}
+
+#include <linux/futex.h>
+
+void mmk__sys_futex_timedwait(atomic_int *word, int val, long long timeout_ns)
+{
+    SAVE_ERRNO;
+    if (timeout_ns < 0)
+        timeout_ns = 0;
+    struct timespec ts = { (time_t)(timeout_ns / 1000000000LL), (long)(timeout_ns % 1000000000LL) };
+    syscall(SYS_futex, word, FUTEX_WAIT_PRIVATE, val, &ts, NULL, 0);
+    errno = saved_errno_;
+}
+
+int mmk__sys_sigpending(sigset_t *set)
+{
+    SAVE_ERRNO;
+    RESULT(sigpending(set) == 0, 0);
+}
+
+int mmk__sys_sigtake(int sig)
+{
+    SAVE_ERRNO;
+    sigset_t one;
+    sigemptyset(&one);
+    sigaddset(&one, sig);
+    struct timespec zero = { 0, 0 };
+    int r = sigtimedwait(&one, NULL, &zero);
+    RESULT(r >= 0, r);
+}
+
+#include <poll.h>
+
+int mmk__sys_poll1(int fd, short events, int timeout_ms)
+{
+    SAVE_ERRNO;
+    struct pollfd p = { fd, events, 0 };
+    int r;
+    do
+        r = poll(&p, 1, timeout_ms);
+    while (r < 0 && errno == EINTR);
+    RESULT(r >= 0, r > 0 ? p.revents : 0);
+}

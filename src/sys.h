@@ -156,3 +156,45 @@ int mmk__sys_renameat(int olddir, const char *oldname, int newdir, const char *n
 int mmk__sys_ioctl(int fd, unsigned long request, void *arg);
 
 #endif
+
+/* ---- additions for fault reports (src/backtrace.c, src/report.c) --------- */
+
+#include <sys/uio.h>
+
+/* pipe2(2) with flags (O_CLOEXEC, O_NONBLOCK).  fds[0] reads, fds[1] writes. */
+int mmk__sys_pipe2(int fds[2], int flags);
+/* A new child process without running fork handlers (_Fork(3) where glibc
+ * has it, else a bare clone(SIGCHLD)): async-signal-safe.  The child must
+ * only make system calls and then execve or _exit.  Returns the child's pid
+ * in the parent, 0 in the child, or -errno. */
+int mmk__sys_fork_bare(void);
+/* execve(2); returns only on failure (-errno). */
+int mmk__sys_execve(const char *path, char *const argv[], char *const envp[]);
+/* dup2(2).  Returns newfd. */
+int mmk__sys_dup2(int oldfd, int newfd);
+/* waitpid(2), retrying EINTR.  Returns the pid, 0 with WNOHANG, or -errno. */
+int mmk__sys_waitpid(int pid, int *status, int options);
+/* kill(2). */
+int mmk__sys_kill(int pid, int sig);
+/* CLOCK_MONOTONIC in nanoseconds. */
+long long mmk__sys_now_ns(void);
+/* nanosleep(2) for ns nanoseconds (an interrupted sleep just returns). */
+void mmk__sys_sleep_ns(long long ns);
+/* readlink(2) into buf (NUL-terminated, cut to len - 1).  Returns the length. */
+int mmk__sys_readlink(const char *path, char *buf, size_t len);
+/* Copy len bytes at the address src of this process into dst, or fail with
+ * -EFAULT (never a fault) when they are not readable: process_vm_readv(2)
+ * on ourselves.  0 or -errno (-EPERM/-ENOSYS where the call is forbidden). */
+int mmk__sys_peek(void *dst, const void *src, size_t len);
+/* futex(2) FUTEX_WAIT on *word while it holds val, at most timeout_ns (an
+ * interrupted or spurious wake-up just returns).  Process-private.
+ * Async-signal-safe.  Wake with mmk__sys_futex_wake. */
+void mmk__sys_futex_timedwait(atomic_int *word, int val, long long timeout_ns);
+/* sigpending(2): the signals pending for the thread or the process. */
+int mmk__sys_sigpending(sigset_t *set);
+/* Take sig if it is pending for this thread (sigtimedwait with a zero
+ * timeout).  Returns sig, or -EAGAIN if it was not pending. */
+int mmk__sys_sigtake(int sig);
+/* poll(2) of one fd for events, at most timeout_ms (retries EINTR with the
+ * same timeout).  Returns the revents, 0 on timeout, or -errno. */
+int mmk__sys_poll1(int fd, short events, int timeout_ms);

@@ -403,7 +403,7 @@ static void report_failure(const mmk_fault *f, const struct mmk_region *v, int e
         mmk__line_str(&l, ": ");
         mmk__line_str(&l, mmk_strerror(err));
     }
-    mmk__line_end(&l);
+    mmk__report_fault(&l, f->ucontext, MMK__REPORT_NOW);
 }
 
 int mmk__view_fault(const mmk_fault *f, void *ctx)

@@ -9,6 +9,7 @@
 int cmd_demo(int argc, char **argv);
 int cmd_ipcs(int argc, char **argv);  /* tools/ipcs.c */
 int cmd_ipcrm(int argc, char **argv); /* tools/ipcs.c */
+int cmd_symbolize(int argc, char **argv); /* symbolize.c */
 
 /*
  * Demo chapters.  Each prints a short, readable account of one module at

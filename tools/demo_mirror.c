@@ -21,12 +21,17 @@ static int in_child(void (*fn)(void *), mmk_mirror *m, const char *prefix)
     int st = cli_run_captured(fn, m, buf, sizeof buf);
     int frames = 0;
     for (char *line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
-        if (!strncmp(line, "mmkit:", 6) || !strncmp(line, "child:", 6))
+        if (!strncmp(line, "mmkit:", 6) || !strncmp(line, "child:", 6)) {
             printf("%s%s\n", prefix, line);
-        else
+        } else if (!strncmp(line, "    #0 ", 7)) {
+            /* The culprit's frame, without its key (path, offsets, build-id). */
+            char *key = strstr(line, " [");
+            printf("%s%.*s\n", prefix, key ? (int)(key - line) : (int)strlen(line), line);
+        } else {
             frames++;
+        }
     }
-    printf("%s(and %d backtrace lines, not shown)\n", prefix, frames);
+    printf("%s(and %d more frames, not shown)\n", prefix, frames);
     cli_print_end(prefix, st);
     return st;
 }

@@ -34,6 +34,7 @@ static const struct {
     { "demo", cmd_demo, "a guided tour of every module (demo [CHAPTER...])" },
     { "ipcs", cmd_ipcs, "list mmkit's SysV segments (ipcs [--json] [-l])" },
     { "ipcrm", cmd_ipcrm, "remove mmkit SysV segments (ipcrm -m ID | -M KEY | --all)" },
+    { "symbolize", cmd_symbolize, "name the frames of a fault report (symbolize [--debug-dir DIR] < REPORT)" },
     { "version", cmd_version, "print the library version" },
     { "help", cmd_help, "this list" },
 };

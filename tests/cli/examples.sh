@@ -30,7 +30,8 @@ run() {
     rc=0
     # The outer subshell is the one that waits, so the shell's own
     # "Segmentation fault" remark goes to /dev/null, not to the log.
-    ( (cd "$tmp" && ulimit -c 0 && exec $to "$B/examples/$name" "$@") \
+    # Reports are named by this build's `mmkit symbolize`.
+    ( (cd "$tmp" && ulimit -c 0 && MMKIT_SYMBOLIZER="$B/mmkit" exec $to "$B/examples/$name" "$@") \
         > "$tmp/out" 2> "$tmp/err" ) 2> /dev/null || rc=$?
 }
 show() {
@@ -83,6 +84,13 @@ $(show)"
         ! grep -q 'still running' "$tmp/out" || fail "stray_write survived its stray write
 $(show)"
         expect_err '^mmkit: stray write at 0x[0-9a-f]* (mirror 0x[0-9a-f]*, offset 32)$' stray_write
+        # The culprit's frame first, by name and source line; main below it.
+        culprit=$(grep -n 'p->value = (double)(long)' examples/stray_write.c | cut -d: -f1)
+        caller=$(grep -n 'plugin_round(view); /\* the stray write' examples/stray_write.c | cut -d: -f1)
+        sed -n 2p "$tmp/err" | grep -q "^    #0 plugin_round (stray_write.c:$culprit) \[" ||
+            fail "stray_write: the first frame is not plugin_round (stray_write.c:$culprit)
+$(show)"
+        expect_err "^    #[1-9] main (stray_write.c:$caller) \[" stray_write
         # Watch mode (x86-64 only): reported, allowed, and the program goes on.
         if [ "$(uname -m)" = x86_64 ]; then
             run stray_write --watch
@@ -91,6 +99,7 @@ $(show)"
                 "stray_write --watch"
             expect_out '^still running (watch mode): GLOBEX is now 100.00, 1 stray write logged$' \
                 "stray_write --watch"
+            expect_err "^    #0 plugin_round (stray_write.c:$culprit) \[" "stray_write --watch"
         fi
         ;;
     *)
