@@ -503,6 +503,26 @@ static inline int gc_in_to_space(const struct gc *g, const void *p)
     return (const char *)p >= g->to && (const char *)p < g->to_end;
 }
 
+/* Write-touch every page of [p, p + len): after fork() the kernel made them
+ * copy-on-write, and the first store to each would fault (inside a pause). */
+static inline void gc__reown(struct gc *g, void *p, size_t len)
+{
+    volatile char *c = p;
+    for (size_t i = 0; i < len; i += g->page)
+        c[i] = c[i];
+    if (len)
+        c[len - 1] = c[len - 1];
+}
+
+/* Re-own the collector's own memory after fork(), in parent and child. */
+static inline void gc__reown_all(struct gc *g)
+{
+    gc__reown(g, g, sizeof *g);
+    gc__reown(g, g->roots, g->nroots * sizeof *g->roots);
+    gc__reown(g, g->first, (g->semi >> g->shift) * sizeof *g->first);
+    gc__reown(g, g->scanned, (g->semi >> g->shift) * sizeof *g->scanned);
+}
+
 /*
  * Give this process its own copy of the heap at the same addresses (a new
  * memfd, both views remapped over the old ones), so that a collection here
@@ -531,18 +551,8 @@ static inline int gc_clone_private(struct gc *g)
     g->fd = fd;
     if (g->lazy && mprotect(g->from, g->semi, PROT_NONE) != 0)
         return -errno;
+    gc__reown_all(g);
     return 0;
-}
-
-/* Write-touch every page of [p, p + len): after fork() the kernel made them
- * copy-on-write, and the first store to each would fault (inside a pause). */
-static inline void gc__reown(struct gc *g, void *p, size_t len)
-{
-    volatile char *c = p;
-    for (size_t i = 0; i < len; i += g->page)
-        c[i] = c[i];
-    if (len)
-        c[len - 1] = c[len - 1];
 }
 
 /*
@@ -580,10 +590,7 @@ static inline int gc_stw_in_child(struct gc *g, void (*warm)(void), struct gc_st
     int status = 0;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
-    gc__reown(g, g, sizeof *g);
-    gc__reown(g, g->roots, g->nroots * sizeof *g->roots);
-    gc__reown(g, g->first, (g->semi >> g->shift) * sizeof *g->first);
-    gc__reown(g, g->scanned, (g->semi >> g->shift) * sizeof *g->scanned);
+    gc__reown_all(g);
     return r == (ssize_t)sizeof *st && WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
 }
 
