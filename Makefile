@@ -59,7 +59,7 @@ help:
 $(B)/obj/%.o: src/%.c include/mmkit.h $(wildcard src/*.h) | $(B)/obj
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
 
-$(B)/obj/tools/%.o: tools/%.c include/mmkit.h $(wildcard tools/*.h) | $(B)/obj/tools
+$(B)/obj/tools/%.o: tools/%.c include/mmkit.h $(wildcard tools/*.h) $(wildcard examples/*.h) | $(B)/obj/tools
 	$(CC) $(ALL_CFLAGS) -Itools -c $< -o $@
 
 $(B)/obj $(B)/obj/tools $(B)/tests $(B)/bench $(B)/examples:

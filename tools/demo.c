@@ -12,6 +12,7 @@ static const struct {
     { "mirror", "Mirrors: one memory, a read-write and a read-only address", demo_mirror },
     { "arena", "Growable arenas: a mapped file that grows when touched", demo_arena },
     { "snapshot", "Regions and snapshots: unlimited, nested, copy-on-write", demo_region },
+    { "gc", "A lazy copying garbage collector: pauses that follow the roots", demo_gc },
 };
 
 #define NCHAPTERS (sizeof chapters / sizeof chapters[0])
