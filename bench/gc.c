@@ -123,8 +123,8 @@ static size_t traverse(uint64_t *sum)
 enum { C_STW, C_LAZY_ALL, C_LAZY_NONE, NCASES };
 
 struct result {
-    double pause_ms, trav_ms, finish_ms, reprotect_ms, handler_ms;
-    size_t faults, finish_pages, objects, bytes, visited;
+    double pause_ms, trav_ms, finish_ms, unprotect_ms, reprotect_ms, handler_ms;
+    size_t faults, finish_pages, objects, bytes, visited, overflow;
 };
 
 static int run_case(int c, struct result *r)
@@ -146,7 +146,9 @@ static int run_case(int c, struct result *r)
     r->faults = heap.stats.faults;
     gc_finish(&heap);
     r->finish_ms = heap.stats.finish_ns / 1e6;
+    r->unprotect_ms = heap.stats.unprotect_ns / 1e6;
     r->reprotect_ms = heap.stats.reprotect_ns / 1e6;
+    r->overflow = heap.stats.overflow;
     r->handler_ms = heap.stats.handler_ns / 1e6;
     r->finish_pages = heap.stats.finish_pages;
     r->objects = heap.stats.objects;
@@ -285,6 +287,11 @@ static double lazy_none_total(const struct sample *s)
     return R(C_LAZY_NONE, pause_ms) + R(C_LAZY_NONE, finish_ms);
 }
 static double reprotect(const struct sample *s) { return R(C_LAZY_NONE, reprotect_ms); }
+static double unprotect(const struct sample *s) { return R(C_LAZY_NONE, unprotect_ms); }
+static double scan_in_finish(const struct sample *s)
+{
+    return R(C_LAZY_NONE, finish_ms) - R(C_LAZY_NONE, unprotect_ms) - R(C_LAZY_NONE, reprotect_ms);
+}
 static double per_fault(const struct sample *s)
 {
     return (R(C_LAZY_ALL, trav_ms) - R(C_STW, trav_ms)) * 1e3 / (double)R(C_LAZY_ALL, faults);
@@ -339,6 +346,8 @@ int main(void)
     bench_row("lazy, program reads nothing: pause", med(samples, lazy_none_pause), "ms", stw);
     bench_row("lazy total, program reads nothing: pause + finish", med(samples, lazy_none_total),
               "ms", stw);
+    bench_row("  of which the scan", med(samples, scan_in_finish), "ms", stw);
+    bench_row("  of which opening to-space (mprotect RW)", med(samples, unprotect), "ms", stw);
     bench_row("  of which protecting from-space for the next flip", med(samples, reprotect), "ms",
               stw);
     bench_row("reading the whole graph after stop-the-world (reference)", med(samples, stw_trav),
@@ -354,9 +363,11 @@ int main(void)
               "us", fault_floor);
     bench_row("stop-the-world copy, per page of live data", med(samples, stw_per_page), "us",
               fault_floor);
-    printf("\nfaults per lazy collection (program reads all): %zu, pages left to finish: %zu; "
+    printf("\nfaults per lazy collection (program reads all): %zu, pages left to finish: %zu%s; "
            "objects copied: %zu (every case copied the same)\n",
-           s0->r[C_LAZY_ALL].faults, s0->r[C_LAZY_ALL].finish_pages, s0->r[C_LAZY_ALL].objects);
+           s0->r[C_LAZY_ALL].faults, s0->r[C_LAZY_ALL].finish_pages,
+           s0->r[C_LAZY_ALL].overflow ? " (mapping limit reached: finished early)" : "",
+           s0->r[C_LAZY_ALL].objects);
     for (int i = 0; i < BENCH_RUNS; i++)
         for (int c = 0; c < NCASES; c++)
             if (samples[i].r[c].objects != samples[i].live ||

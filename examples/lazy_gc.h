@@ -95,6 +95,7 @@ struct gc_stats {
     uint64_t pause_ns;   /* gc_collect: flip to return */
     uint64_t handler_ns; /* time spent inside the fault handler (scan + unprotect) */
     uint64_t finish_ns;  /* gc_finish: the rest of the scan + the protection changes */
+    uint64_t unprotect_ns; /* of which: opening all of to-space to the program */
     uint64_t reprotect_ns; /* of which: protecting from-space for the next flip */
 };
 
@@ -274,13 +275,15 @@ static inline void gc__scan_rest(struct gc *g)
 static inline void gc__end_collection(struct gc *g)
 {
     if (g->lazy) {
+        uint64_t t0 = gc_now_ns();
         if (g->open > g->to &&
             mprotect(g->to, (size_t)(g->open - g->to), PROT_READ | PROT_WRITE) != 0)
             gc__die("mprotect(PROT_READ|PROT_WRITE) of to-space failed");
-        uint64_t t0 = gc_now_ns();
+        uint64_t t1 = gc_now_ns();
         if (mprotect(g->from, g->semi, PROT_NONE) != 0)
             gc__die("mprotect(PROT_NONE) of from-space failed");
-        g->stats.reprotect_ns = gc_now_ns() - t0;
+        g->stats.unprotect_ns = t1 - t0;
+        g->stats.reprotect_ns = gc_now_ns() - t1;
     }
     g->open = g->to;
     g->collecting = 0;
