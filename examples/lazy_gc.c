@@ -19,7 +19,8 @@
  *   - to-space holds exactly those objects (a linear walk finds no more and
  *     no fewer: nothing unreachable was kept) and no pointer into from-space;
  *   - while the collection was unfinished, every pointer the program read
- *     pointed into to-space, and objects it allocated then are intact;
+ *     pointed into to-space, and objects it allocated then (a list of 500,
+ *     and a few MiB of garbage) are intact;
  *   - a stop-the-world collection of the same heap (in a child process, on a
  *     private copy) copied the same objects and bytes.
  *
@@ -354,6 +355,16 @@ static void work_during_collection(double share, size_t cycle)
         gc_ptrs(y)[1] = last;
         heap.roots[R_YOUNG] = y;
         young_count++;
+    }
+    /* And a few MiB of short-lived objects: gc_alloc opens page after page
+     * of to-space from the top while copies still grow from the bottom. */
+    for (int i = 0; i < 20000; i++) {
+        void *o = gc_alloc(&heap, 1, 16 + below(180));
+        if (!o) {
+            fail("no room for a short-lived object", cycle);
+            break;
+        }
+        gc_ptrs(o)[0] = last;
     }
     if (bad)
         fail("the program saw a from-space pointer during the collection", cycle);
