@@ -562,10 +562,13 @@ static inline int gc_clone_private(struct gc *g)
  * The stop-the-world collection of this very heap, run in a child process on
  * a private copy (the heap here is unchanged).  warm (may be NULL) runs in the
  * child first, so that its caches hold what the parent's held (pass what the
- * program did just before collecting).  Fills *st with the child's
- * statistics; 0, or -1 if the child failed.
+ * program did just before collecting); after (may be NULL) runs in the child
+ * after the collection (to report through shared memory what the graph
+ * looks like there).  Fills *st with the child's statistics; 0, or -1 if the
+ * child failed.
  */
-static inline int gc_stw_in_child(struct gc *g, void (*warm)(void), struct gc_stats *st)
+static inline int gc_stw_in_child(struct gc *g, void (*warm)(void), void (*after)(void),
+                                  struct gc_stats *st)
 {
     int p[2];
     if (pipe(p) != 0)
@@ -584,6 +587,8 @@ static inline int gc_stw_in_child(struct gc *g, void (*warm)(void), struct gc_st
         if (warm)
             warm();
         gc_collect(g);
+        if (after)
+            after();
         ssize_t w = write(p[1], &g->stats, sizeof g->stats);
         _exit(w == (ssize_t)sizeof g->stats ? 0 : 1);
     }

@@ -66,7 +66,7 @@ int demo_gc(void)
            DEMO_SEMI >> 20, n0, 3 * n0);
 
     struct gc_stats stw;
-    if (gc_stw_in_child(&demo_heap, NULL, &stw) != 0) {
+    if (gc_stw_in_child(&demo_heap, NULL, NULL, &stw) != 0) {
         cli_error("the stop-the-world run in a child failed");
         bad = 1;
     }
