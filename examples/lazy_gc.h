@@ -24,8 +24,8 @@
  *
  * No system call in the pause.  Between collections the program never
  * touches from-space, so gc_finish() leaves it protected (PROT_NONE): a
- * program that kept a stale pointer dies at once instead of reading old
- * data, and the next flip finds its to-space protected already.  The pause
+ * program that kept a stale pointer dies at its next use instead of reading
+ * old data, and the next flip finds its to-space protected already.  The pause
  * is the copying of the roots and nothing else.
  *
  * Layout of to-space during a lazy collection:
