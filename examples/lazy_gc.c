@@ -3,9 +3,9 @@
  * it keeps exactly the live graph.
  *
  * The collector is examples/lazy_gc.h: gc_collect() flips the semispaces,
- * copies the roots, protects the to-space pages that hold unscanned copies
- * and returns; the program's first touch of such a page faults, mmkit's fault
- * router calls the collector, which scans that page and unprotects it;
+ * copies the roots and returns, with the to-space pages that hold unscanned
+ * copies protected; the program's first touch of such a page faults, mmkit's
+ * fault router calls the collector, which scans that page and unprotects it;
  * gc_finish() scans the rest.
  *
  * The mutator here builds a graph - a linked list, a binary tree, a table of
@@ -13,27 +13,36 @@
  * 24 KiB, random cross links between all of them, and plenty of garbage - and
  * rewires it between collections.  Before each collection it takes a
  * checksum of the whole live graph (every object's size, bytes, and the
- * identity of every object it points to); after it, it checks:
- *
- *   - the live graph has the same checksum, object count and byte count;
- *   - to-space holds exactly those objects (a linear walk finds no more and
- *     no fewer: nothing unreachable was kept) and no pointer into from-space;
- *   - while the collection was unfinished, every pointer the program read
- *     pointed into to-space, and objects it allocated then (a list of 500,
- *     and a few MiB of garbage) are intact;
- *   - a stop-the-world collection of the same heap (in a child process, on a
- *     private copy) copied the same objects and bytes.
+ * identity of every object it points to).  A stop-the-world collection of
+ * the same heap runs in a child process on a private copy, for its pause and
+ * as a twin to compare with.
  *
  * Between gc_collect() and gc_finish() the program reads a different share of
  * the graph each time (1%, 10%, 50%, all of it, nothing), so the faults and
- * the pages left for gc_finish() vary.  One line per collection:
+ * the pages left for gc_finish() vary; it also moves links (some stores are
+ * the first access to their page), allocates young objects and links some
+ * into the graph, and allocates a few MiB of garbage.  The twin does the same
+ * after its collection.  Then the checks:
  *
- *   gc 1: 61234 live objects, 5123456 bytes copied, pause 41 us, 123 faults
- *   after, 1200 pages left to finish; stop-the-world pause 21.3 ms (0.0019x);
+ *   - right after either collection, the graph has the checksum, object
+ *     count and byte count it had before (directly when the program reads
+ *     it all during the collection; in the twin otherwise);
+ *   - after gc_finish(), the graph equals the twin's;
+ *   - to-space holds exactly the objects live at the flip (a linear walk
+ *     finds no more and no fewer: nothing unreachable was kept) and no
+ *     pointer to anything else than them and the objects allocated since;
+ *   - every pointer the program read during the collection pointed into
+ *     to-space, and the young objects are intact;
+ *   - the twin copied the same objects and bytes.
+ *
+ * One line per collection:
+ *
+ *   gc 1: 62808 live objects, 5950920 bytes copied, pause 3 us, 304 faults
+ *   after, 1151 pages left to finish; stop-the-world pause 3.9 ms (0.0008x);
  *   checked
  *
  *   lazy_gc                 lazy collections (the default)
- *   lazy_gc --stw           stop-the-world collections only
+ *   lazy_gc --stw           stop-the-world collections only (no twin)
  *   lazy_gc --break         corrupt one byte after the second collection:
  *                           the check must fail (exit status 1)
  *
