@@ -81,7 +81,7 @@ $(B)/obj/symbolize.o: | build-deps
 build-deps:
 	@sh tools/deps.sh build
 
-$(B)/obj/tools/%.o: tools/%.c include/mmkit.h $(wildcard tools/*.h) | $(B)/obj/tools
+$(B)/obj/tools/%.o: tools/%.c include/mmkit.h $(wildcard tools/*.h) $(wildcard examples/*.h) | $(B)/obj/tools
 	$(CC) $(ALL_CFLAGS) -Itools -c $< -o $@
 
 $(B)/obj $(B)/obj/tools $(B)/tests $(B)/bench $(B)/examples:
@@ -110,10 +110,10 @@ $(B)/tests/helper_%: tests/helper_%.c $(STATIC) | $(B)/tests
 $(B)/tests/%: tests/%.c $(STATIC) $(wildcard tests/*.h) | deps $(B)/tests
 	$(CC) $(ALL_CFLAGS) $(CRIT_CFLAGS) -Itests -o $@ $< $(STATIC) $(CRIT_LIBS) $(LDLIBS)
 
-$(B)/bench/%: bench/%.c $(STATIC) $(wildcard bench/*.h) | deps $(B)/bench
+$(B)/bench/%: bench/%.c $(STATIC) $(wildcard bench/*.h) $(wildcard examples/*.h) | deps $(B)/bench
 	$(CC) $(ALL_CFLAGS) -Ibench -o $@ $< $(STATIC) -lsigsegv $(LDLIBS) -lm
 
-$(B)/examples/%: examples/%.c $(STATIC) | $(B)/examples
+$(B)/examples/%: examples/%.c $(STATIC) $(wildcard examples/*.h) | $(B)/examples
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
 
 examples: $(EXAMPLES)

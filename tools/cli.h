@@ -20,6 +20,7 @@ int demo_mirror(void);
 int demo_arena(void);
 int demo_region(void);
 int demo_shm(void);   /* tools/demo_shm.c */
+int demo_gc(void);
 
 /*
  * Run fn(arg) in a child process whose stderr goes into buf (at most cap-1

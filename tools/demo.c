@@ -13,6 +13,7 @@ static const struct {
     { "arena", "Growable arenas: a mapped file that grows when touched", demo_arena },
     { "snapshot", "Regions and snapshots: unlimited, nested, copy-on-write", demo_region },
     { "shm", "SysV shared memory over files: segments that outlive their processes", demo_shm },
+    { "gc", "A lazy copying garbage collector: pauses that follow the roots", demo_gc },
 };
 
 #define NCHAPTERS (sizeof chapters / sizeof chapters[0])

@@ -80,6 +80,12 @@ expect_rc 0 "mmkit demo snapshot"
 grep -q '^regions: ok$' "$tmp/out" || fail "mmkit demo snapshot did not print 'regions: ok'
 $(show)"
 
+# demo gc: the lazy collector chapter runs, faults, and keeps the list
+run demo gc
+expect_rc 0 "mmkit demo gc"
+grep -q '^gc: ok$' "$tmp/out" || fail "mmkit demo gc did not print 'gc: ok'
+$(show)"
+
 # demo with a chapter that does not exist: an error, and the chapter list
 run demo nosuch
 [ "$rc" -ne 0 ] || fail "mmkit demo nosuch succeeded

@@ -102,6 +102,34 @@ $(show)"
             expect_err "^    #0 plugin_round (stray_write.c:$culprit) \[" "stray_write --watch"
         fi
         ;;
+    lazy_gc)
+        # Five lazy collections, each checked against the graph as it was
+        # before; the program reads 1%, 10%, 50%, all, none of it in between.
+        n='[0-9][0-9]*'
+        line="^gc $n: $n live objects, $n bytes copied, pause $n us, $n faults after, $n pages left to finish; stop-the-world pause $n\.$n ms ($n\.$n*x); checked$"
+        run lazy_gc
+        expect_rc 0 lazy_gc
+        [ "$(grep -c "$line" "$tmp/out")" = 5 ] || fail "lazy_gc: not 5 checked collections
+$(show)"
+        expect_out '^lazy_gc: 5 lazy collections, every check passed$' lazy_gc
+        # A collection followed by reads takes faults; one read in full leaves
+        # nothing to gc_finish; one followed by no reads takes no fault.
+        expect_out "^gc 1: .*, [1-9][0-9]* faults after, [1-9][0-9]* pages left" lazy_gc
+        expect_out "^gc 4: .*, [1-9][0-9]* faults after, 0 pages left" lazy_gc
+        expect_out "^gc 5: .*, 0 faults after, [1-9][0-9]* pages left" lazy_gc
+        [ ! -s "$tmp/err" ] || fail "lazy_gc wrote to stderr
+$(show)"
+        run lazy_gc --stw
+        expect_rc 0 "lazy_gc --stw"
+        [ "$(grep -c "^gc $n: $n live objects, $n bytes copied, stop-the-world pause $n\.$n ms; checked$" "$tmp/out")" = 5 ] ||
+            fail "lazy_gc --stw: not 5 checked collections
+$(show)"
+        # The checks can fail: one byte changed after collection 2 is found.
+        run lazy_gc --break
+        expect_rc 1 "lazy_gc --break"
+        expect_out '^gc 2: check FAILED: the live graph changed' "lazy_gc --break"
+        expect_out '^lazy_gc: 5 lazy collections, SOME CHECKS FAILED$' "lazy_gc --break"
+        ;;
     *)
         run "$name"
         expect_rc 0 "$name (no arguments)"
