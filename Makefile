@@ -94,6 +94,30 @@ $(B)/examples/%: examples/%.c $(STATIC) | $(B)/examples
 
 examples: $(EXAMPLES)
 
+# ---- HTTP push feed (src/server/http*.c) ------------------------------------
+# GNU libmicrohttpd does the HTTP; the live page is embedded by http_page.S
+# (.incbin, run from the top directory).  Test programs and helpers named
+# test_http* / helper_http* link the feed too.
+HTTP_SRC := $(sort $(wildcard src/server/http*.c))
+HTTP_COBJ := $(HTTP_SRC:src/server/%.c=$(B)/obj/server/%.o)
+HTTP_OBJ := $(HTTP_COBJ) $(B)/obj/server/http_page.o
+HTTP_LIBS := -lmicrohttpd
+
+$(HTTP_COBJ): $(B)/obj/server/%.o: src/server/%.c include/mmkit.h src/sys.h $(wildcard src/server/http*.h) | deps $(B)/obj/server
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/obj/server/http_page.o: src/server/http_page.S src/server/page.html | $(B)/obj/server
+	$(CC) -c $< -o $@
+
+$(B)/obj/server:
+	@mkdir -p $@
+
+$(B)/tests/test_http%: tests/test_http%.c $(HTTP_OBJ) $(STATIC) $(wildcard tests/*.h) | deps $(B)/tests
+	$(CC) $(ALL_CFLAGS) $(CRIT_CFLAGS) -Itests -Isrc/server -o $@ $< $(HTTP_OBJ) $(STATIC) $(CRIT_LIBS) $(HTTP_LIBS) $(LDLIBS)
+
+$(B)/tests/helper_http%: tests/helper_http%.c $(HTTP_OBJ) $(STATIC) | $(B)/tests
+	$(CC) $(ALL_CFLAGS) -Itests -Isrc/server -o $@ $< $(HTTP_OBJ) $(STATIC) $(HTTP_LIBS) $(LDLIBS)
+
 # Debian packages the tests and benchmarks need.  As root they are installed;
 # otherwise the exact apt-get line is printed and the build stops.
 deps:

@@ -125,4 +125,21 @@ int mmk__sys_mkdir(const char *path, mode_t mode);
 /* RLIMIT_NOFILE: raise the soft limit to the hard one; returns the limit. */
 int mmk__sys_raise_nofile(void);
 
+/* ---- additions for the HTTP feed (src/server/http*.c) -------------------- */
+/* Implemented in src/sys_http.c. */
+
+#include <stdint.h>
+
+/* getsockname(2) / getpeername(2). */
+int mmk__sys_getsockname(int fd, struct sockaddr *addr, socklen_t *len);
+int mmk__sys_getpeername(int fd, struct sockaddr *addr, socklen_t *len);
+/* shutdown(2). */
+int mmk__sys_shutdown(int fd, int how);
+/* send(2) with MSG_NOSIGNAL | MSG_DONTWAIT added: what fits now; the count. */
+ssize_t mmk__sys_send_now(int fd, const void *buf, size_t len);
+/* recv(2) with MSG_DONTWAIT added: what is there now; the count. */
+ssize_t mmk__sys_recv_now(int fd, void *buf, size_t len);
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t mmk__sys_monotonic_ms(void);
+
 #endif

@@ -4,6 +4,9 @@
 missing=""
 pkg-config --exists criterion 2>/dev/null || missing="$missing libcriterion-dev"
 [ -f /usr/include/sigsegv.h ] || missing="$missing libsigsegv-dev"
+# HTTP push feed: libmicrohttpd builds it, curl drives its tests.
+[ -f /usr/include/microhttpd.h ] || missing="$missing libmicrohttpd-dev"
+command -v curl >/dev/null 2>&1 || missing="$missing curl"
 command -v pkg-config >/dev/null 2>&1 || missing="$missing pkgconf"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
