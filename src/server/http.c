@@ -230,6 +230,9 @@ struct mmk__http *mmk__http_open(const struct mmk__http_config *cfg,
         /* One above ours, so that our 503 is what a client sees. */
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)h->cfg.max_conns + 1,
         MHD_OPTION_NOTIFY_CONNECTION, notify_conn, h,
+        /* Requests must be well-formed HTTP/1.1 (a Host header, no stray
+         * whitespace): what is not gets 400. */
+        MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
         MHD_OPTION_END);
     r = -ENOMEM;
     if (!h->daemon)
