@@ -28,6 +28,8 @@ CRIT_LIBS   = $$(pkg-config --libs criterion)
 
 LIB_SRC  := $(sort $(wildcard src/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
+SRV_SRC  := $(sort $(wildcard src/server/*.c))
+SRV_OBJ  := $(SRV_SRC:src/server/%.c=$(B)/obj/server/%.o)
 TOOL_SRC := $(sort $(wildcard tools/*.c))
 TOOL_OBJ := $(TOOL_SRC:tools/%.c=$(B)/obj/tools/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -62,7 +64,11 @@ $(B)/obj/%.o: src/%.c include/mmkit.h $(wildcard src/*.h) | $(B)/obj
 $(B)/obj/tools/%.o: tools/%.c include/mmkit.h $(wildcard tools/*.h) | $(B)/obj/tools
 	$(CC) $(ALL_CFLAGS) -Itools -c $< -o $@
 
-$(B)/obj $(B)/obj/tools $(B)/tests $(B)/bench $(B)/examples:
+# The daemon (mmkit server): not part of libmmkit, linked into the CLI.
+$(B)/obj/server/%.o: src/server/%.c include/mmkit.h $(wildcard src/*.h src/server/*.h) | $(B)/obj/server
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/obj $(B)/obj/tools $(B)/obj/server $(B)/tests $(B)/bench $(B)/examples:
 	@mkdir -p $@
 
 $(STATIC): $(LIB_OBJ)
@@ -75,8 +81,8 @@ $(SHARED): $(LIB_OBJ) src/libmmkit.map
 	ln -sf libmmkit.so.$(VERSION) $(B)/libmmkit.so.$(SOVERSION)
 	ln -sf libmmkit.so.$(SOVERSION) $(B)/libmmkit.so
 
-$(CLI): $(TOOL_OBJ) $(STATIC)
-	$(CC) $(ALL_CFLAGS) -o $@ $(TOOL_OBJ) $(STATIC) $(LDLIBS)
+$(CLI): $(TOOL_OBJ) $(SRV_OBJ) $(STATIC)
+	$(CC) $(ALL_CFLAGS) -o $@ $(TOOL_OBJ) $(SRV_OBJ) $(STATIC) $(LDLIBS)
 
 # Helper programs that tests exec: plain programs, no test framework.
 $(B)/tests/helper_%: tests/helper_%.c $(STATIC) | $(B)/tests
