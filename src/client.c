@@ -282,6 +282,8 @@ static int wait_reply(mmk_client *c, uint32_t id, mmk_message *m, struct mmk__re
             return e;
         if (m->kind == MMK_MSG_REPLY && m->id == id)
             return 0;
+        if (m->kind == MMK_MSG_REPLY && m->id == 0 && m->status < 0)
+            return m->status; /* about the connection itself (a server limit) */
         e = enqueue(c, m);
         if (e) {
             if (m->fd >= 0)

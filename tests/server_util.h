@@ -21,8 +21,8 @@
 
 struct test_server {
     char dir[64];
-    char sock[128];
-    char state[128];
+    char sock[100];
+    char state[100];
     pid_t pid;
 };
 
