@@ -298,6 +298,14 @@ static int call(mmk_client *c, struct mmk__req *q, mmk_message *m, struct mmk__r
 {
     q->id = take_id(c);
     int e = send_req(c, q);
+    if (e == -EPIPE || e == -ECONNRESET) {
+        /* The server may have said why before it hung up (a limit). */
+        int fd;
+        int n = read_datagram(c, 0, &fd);
+        if (n > 0 && to_message(c, (size_t)n, fd, m, NULL) == 0 && m->kind == MMK_MSG_REPLY &&
+            m->id == 0 && m->status < 0)
+            return m->status;
+    }
     if (e)
         return e;
     e = wait_reply(c, q->id, m, raw);
