@@ -45,7 +45,7 @@ STATIC   := $(B)/libmmkit.a
 SHARED   := $(B)/libmmkit.so.$(VERSION)
 CLI      := $(B)/mmkit
 
-.PHONY: all lib test test-asan bench demo examples install uninstall clean deps help FORCE
+.PHONY: all lib test test-asan bench demo examples install uninstall clean deps help fuzz FORCE
 all: lib $(CLI) examples
 
 lib: $(STATIC) $(SHARED)
@@ -57,6 +57,7 @@ help:
 	@echo "make test-asan  the same under AddressSanitizer + UBSan (into build-asan/)"
 	@echo "make bench      build and run the benchmarks"
 	@echo "make install    install under PREFIX (default /usr/local), honours DESTDIR"
+	@echo "make fuzz       libFuzzer on mmkitd's message parser for FUZZ_TIME seconds (clang)"
 
 $(B)/obj/%.o: src/%.c include/mmkit.h $(wildcard src/*.h) | $(B)/obj
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
@@ -114,6 +115,17 @@ test-asan:
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(MAKE) --no-print-directory B=build-asan SAN=1 CFLAGS="-O1 -g" test
+
+# libFuzzer on the server's message parser (clang from Debian), bounded in time.
+FUZZ_TIME ?= 60
+FUZZ_CC   ?= clang
+$(B)/fuzz/proto: fuzz/proto.c src/proto.c src/proto.h include/mmkit.h
+	@mkdir -p $(B)/fuzz/corpus
+	$(FUZZ_CC) -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc -g -O1 \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ fuzz/proto.c src/proto.c
+
+fuzz: $(B)/fuzz/proto
+	$(B)/fuzz/proto -max_total_time=$(FUZZ_TIME) -max_len=70000 -timeout=10 $(B)/fuzz/corpus fuzz/corpus
 
 bench: $(BENCHES)
 	@sh bench/run.sh $(B)
