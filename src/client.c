@@ -155,6 +155,8 @@ static int read_datagram(mmk_client *c, int64_t deadline, int *fd)
                              .msg_control = ctl.space, .msg_controllen = sizeof ctl.space };
         ssize_t n = mmk__sys_recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         if (n == -EAGAIN) {
+            if (deadline <= now_ms())
+                return -ETIMEDOUT; /* nothing there and no time to wait */
             int e = wait_ready(c->fd, POLLIN, deadline);
             if (e)
                 return e;
