@@ -708,3 +708,48 @@ Test(server, many_threads_many_clients)
     cr_assert_eq(n, THREADS * ROUNDS / 2, "list pages through every segment");
     mmk_client_close(c);
 }
+
+/* ---- socket activation ------------------------------------------------------------ */
+
+Test(server, listen_fds_socket_activation)
+{
+    ts_stop(&srv); /* this test starts its own, the systemd way */
+    char path[100];
+    snprintf(path, sizeof path, "%.64s/activated", srv.dir);
+    struct sockaddr_un sa = { .sun_family = AF_UNIX };
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
+    int l = socket(AF_UNIX, SOCK_SEQPACKET, 0);
+    cr_assert_eq(bind(l, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(listen(l, 16), 0);
+    const char *b = getenv("MMKIT_BUILD");
+    char bin[256];
+    snprintf(bin, sizeof bin, "%s/mmkit", b && *b ? b : "build");
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        char pidstr[32];
+        dup2(l, 3);
+        snprintf(pidstr, sizeof pidstr, "%d", (int)getpid());
+        setenv("LISTEN_PID", pidstr, 1);
+        setenv("LISTEN_FDS", "1", 1);
+        /* --socket names a path it must not use: the passed socket wins. */
+        execl(bin, bin, "server", "--quiet", "--socket", "/nonexistent/dir/sock", (char *)NULL);
+        _exit(127);
+    }
+    close(l);
+    mmk_client *c = NULL;
+    for (int i = 0; i < 500 && !c; i++) {
+        c = mmk_client_connect(path, 1000);
+        if (!c)
+            ts_sleep_ms(10);
+    }
+    cr_assert_not_null(c, "the activated server does not answer");
+    cr_assert_eq(mmk_seg_create(c, "activated", 4096, 0600), 0);
+    mmk_client_close(c);
+    kill(pid, SIGTERM);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    cr_assert_eq(access(path, F_OK), 0, "a passed socket belongs to systemd: not unlinked");
+}
