@@ -16,6 +16,7 @@ int demo_fault(void);
 int demo_mirror(void);
 int demo_arena(void);
 int demo_region(void);
+int demo_server(void);
 
 /*
  * Run fn(arg) in a child process whose stderr goes into buf (at most cap-1
