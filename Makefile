@@ -93,6 +93,9 @@ $(B)/tests/helper_%: tests/helper_%.c $(STATIC) | $(B)/tests
 $(B)/tests/%: tests/%.c $(STATIC) $(wildcard tests/*.h) | deps $(B)/tests
 	$(CC) $(ALL_CFLAGS) $(CRIT_CFLAGS) -Itests -o $@ $< $(STATIC) $(CRIT_LIBS) $(LDLIBS)
 
+# This one compiles the server's event stream and segment table in.
+$(B)/tests/test_server_events: $(SRV_SRC) $(wildcard src/server/*.h)
+
 $(B)/bench/%: bench/%.c $(STATIC) $(wildcard bench/*.h) | deps $(B)/bench
 	$(CC) $(ALL_CFLAGS) -Ibench -o $@ $< $(STATIC) -lsigsegv $(LDLIBS) -lm
 
