@@ -28,6 +28,8 @@ CRIT_LIBS   = $$(pkg-config --libs criterion)
 
 LIB_SRC  := $(sort $(wildcard src/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
+SRV_SRC  := $(sort $(wildcard src/server/*.c))
+SRV_OBJ  := $(SRV_SRC:src/server/%.c=$(B)/obj/server/%.o)
 TOOL_SRC := $(sort $(wildcard tools/*.c))
 TOOL_OBJ := $(TOOL_SRC:tools/%.c=$(B)/obj/tools/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -43,7 +45,7 @@ STATIC   := $(B)/libmmkit.a
 SHARED   := $(B)/libmmkit.so.$(VERSION)
 CLI      := $(B)/mmkit
 
-.PHONY: all lib test test-asan bench demo examples install uninstall clean deps help FORCE
+.PHONY: all lib test test-asan bench demo examples install uninstall clean deps help fuzz FORCE
 all: lib $(CLI) examples
 
 lib: $(STATIC) $(SHARED)
@@ -55,6 +57,7 @@ help:
 	@echo "make test-asan  the same under AddressSanitizer + UBSan (into build-asan/)"
 	@echo "make bench      build and run the benchmarks"
 	@echo "make install    install under PREFIX (default /usr/local), honours DESTDIR"
+	@echo "make fuzz       libFuzzer on mmkitd's message parser for FUZZ_TIME seconds (clang)"
 
 $(B)/obj/%.o: src/%.c include/mmkit.h $(wildcard src/*.h) | $(B)/obj
 	$(CC) $(LIB_CFLAGS) -c $< -o $@
@@ -62,7 +65,11 @@ $(B)/obj/%.o: src/%.c include/mmkit.h $(wildcard src/*.h) | $(B)/obj
 $(B)/obj/tools/%.o: tools/%.c include/mmkit.h $(wildcard tools/*.h) | $(B)/obj/tools
 	$(CC) $(ALL_CFLAGS) -Itools -c $< -o $@
 
-$(B)/obj $(B)/obj/tools $(B)/tests $(B)/bench $(B)/examples:
+# The daemon (mmkit server): not part of libmmkit, linked into the CLI.
+$(B)/obj/server/%.o: src/server/%.c include/mmkit.h $(wildcard src/*.h src/server/*.h) | $(B)/obj/server
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/obj $(B)/obj/tools $(B)/obj/server $(B)/tests $(B)/bench $(B)/examples:
 	@mkdir -p $@
 
 $(STATIC): $(LIB_OBJ)
@@ -75,8 +82,8 @@ $(SHARED): $(LIB_OBJ) src/libmmkit.map
 	ln -sf libmmkit.so.$(VERSION) $(B)/libmmkit.so.$(SOVERSION)
 	ln -sf libmmkit.so.$(SOVERSION) $(B)/libmmkit.so
 
-$(CLI): $(TOOL_OBJ) $(STATIC)
-	$(CC) $(ALL_CFLAGS) -o $@ $(TOOL_OBJ) $(STATIC) $(LDLIBS)
+$(CLI): $(TOOL_OBJ) $(SRV_OBJ) $(STATIC)
+	$(CC) $(ALL_CFLAGS) -o $@ $(TOOL_OBJ) $(SRV_OBJ) $(STATIC) $(LDLIBS)
 
 # Helper programs that tests exec: plain programs, no test framework.
 $(B)/tests/helper_%: tests/helper_%.c $(STATIC) | $(B)/tests
@@ -85,6 +92,9 @@ $(B)/tests/helper_%: tests/helper_%.c $(STATIC) | $(B)/tests
 # Tests link the static library, so they may also reach mmk__ internals.
 $(B)/tests/%: tests/%.c $(STATIC) $(wildcard tests/*.h) | deps $(B)/tests
 	$(CC) $(ALL_CFLAGS) $(CRIT_CFLAGS) -Itests -o $@ $< $(STATIC) $(CRIT_LIBS) $(LDLIBS)
+
+# This one compiles the server's event stream and segment table in.
+$(B)/tests/test_server_events: $(SRV_SRC) $(wildcard src/server/*.h)
 
 $(B)/bench/%: bench/%.c $(STATIC) $(wildcard bench/*.h) | deps $(B)/bench
 	$(CC) $(ALL_CFLAGS) -Ibench -o $@ $< $(STATIC) -lsigsegv $(LDLIBS) -lm
@@ -132,6 +142,17 @@ test-asan:
 	LSAN_OPTIONS=suppressions=$(CURDIR)/tests/lsan.supp \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	$(MAKE) --no-print-directory B=build-asan SAN=1 CFLAGS="-O1 -g" test
+
+# libFuzzer on the server's message parser (clang from Debian), bounded in time.
+FUZZ_TIME ?= 60
+FUZZ_CC   ?= clang
+$(B)/fuzz/proto: fuzz/proto.c src/proto.c src/proto.h include/mmkit.h
+	@mkdir -p $(B)/fuzz/corpus
+	$(FUZZ_CC) -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc -g -O1 \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ fuzz/proto.c src/proto.c
+
+fuzz: $(B)/fuzz/proto
+	$(B)/fuzz/proto -max_total_time=$(FUZZ_TIME) -max_len=70000 -timeout=10 $(B)/fuzz/corpus fuzz/corpus
 
 bench: $(BENCHES)
 	@sh bench/run.sh $(B)

@@ -155,6 +155,8 @@ static int read_datagram(mmk_client *c, int64_t deadline, int *fd)
                              .msg_control = ctl.space, .msg_controllen = sizeof ctl.space };
         ssize_t n = mmk__sys_recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
         if (n == -EAGAIN) {
+            if (deadline <= now_ms())
+                return -ETIMEDOUT; /* nothing there and no time to wait */
             int e = wait_ready(c->fd, POLLIN, deadline);
             if (e)
                 return e;
@@ -282,6 +284,8 @@ static int wait_reply(mmk_client *c, uint32_t id, mmk_message *m, struct mmk__re
             return e;
         if (m->kind == MMK_MSG_REPLY && m->id == id)
             return 0;
+        if (m->kind == MMK_MSG_REPLY && m->id == 0 && m->status < 0)
+            return m->status; /* about the connection itself (a server limit) */
         e = enqueue(c, m);
         if (e) {
             if (m->fd >= 0)
@@ -296,6 +300,14 @@ static int call(mmk_client *c, struct mmk__req *q, mmk_message *m, struct mmk__r
 {
     q->id = take_id(c);
     int e = send_req(c, q);
+    if (e == -EPIPE || e == -ECONNRESET) {
+        /* The server may have said why before it hung up (a limit). */
+        int fd;
+        int n = read_datagram(c, 0, &fd);
+        if (n > 0 && to_message(c, (size_t)n, fd, m, NULL) == 0 && m->kind == MMK_MSG_REPLY &&
+            m->id == 0 && m->status < 0)
+            return m->status;
+    }
     if (e)
         return e;
     e = wait_reply(c, q->id, m, raw);

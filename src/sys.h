@@ -120,8 +120,11 @@ int mmk__sys_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout_
 /* signalfd(-1, mask, SFD_CLOEXEC | SFD_NONBLOCK).  Returns the fd. */
 int mmk__sys_signalfd(const sigset_t *mask);
 int mmk__sys_fchmod(int fd, mode_t mode);
+int mmk__sys_chmod(const char *path, mode_t mode);
 int mmk__sys_rename(const char *from, const char *to);
 int mmk__sys_mkdir(const char *path, mode_t mode);
+/* pread(2) of up to len bytes at off (retries EINTR); the count read. */
+ssize_t mmk__sys_pread(int fd, void *buf, size_t len, off_t off);
 /* RLIMIT_NOFILE: raise the soft limit to the hard one; returns the limit. */
 int mmk__sys_raise_nofile(void);
 

@@ -148,3 +148,19 @@ int mmk__sys_raise_nofile(void)
     }
     RESULT(1, rl.rlim_cur > 1 << 30 ? 1 << 30 : rl.rlim_cur);
 }
+
+ssize_t mmk__sys_pread(int fd, void *buf, size_t len, off_t off)
+{
+    SAVE_ERRNO;
+    ssize_t n;
+    do
+        n = pread(fd, buf, len, off);
+    while (n < 0 && errno == EINTR);
+    RESULT(n >= 0, n);
+}
+
+int mmk__sys_chmod(const char *path, mode_t mode)
+{
+    SAVE_ERRNO;
+    RESULT(chmod(path, mode) == 0, 0);
+}

@@ -12,6 +12,7 @@ static const struct {
     { "mirror", "Mirrors: one memory, a read-write and a read-only address", demo_mirror },
     { "arena", "Growable arenas: a mapped file that grows when touched", demo_arena },
     { "snapshot", "Regions and snapshots: unlimited, nested, copy-on-write", demo_region },
+    { "server", "mmkitd: segments handed out by a server, with pushed events", demo_server },
 };
 
 #define NCHAPTERS (sizeof chapters / sizeof chapters[0])

@@ -32,6 +32,9 @@ static const struct {
     const char *help;
 } commands[] = {
     { "demo", cmd_demo, "a guided tour of every module (demo [CHAPTER...])" },
+    { "server", cmd_server, "run mmkitd, the segment server (server --help)" },
+    { "seg", cmd_seg, "segments of a running server: create, ls, stat, rm, write, cat, ..." },
+    { "watch", cmd_watch, "print a segment's events as they arrive (watch [NAME] [--json])" },
     { "version", cmd_version, "print the library version" },
     { "help", cmd_help, "this list" },
 };
