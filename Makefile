@@ -30,6 +30,9 @@ LIB_SRC  := $(sort $(wildcard src/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
 SRV_SRC  := $(sort $(wildcard src/server/*.c))
 SRV_OBJ  := $(SRV_SRC:src/server/%.c=$(B)/obj/server/%.o)
+# The HTTP feed's live page (src/server/page.html) and its library.
+SRV_OBJ  += $(B)/obj/server/http_page.o
+SRV_LIBS := -lmicrohttpd
 TOOL_SRC := $(sort $(wildcard tools/*.c))
 TOOL_OBJ := $(TOOL_SRC:tools/%.c=$(B)/obj/tools/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -83,7 +86,7 @@ $(SHARED): $(LIB_OBJ) src/libmmkit.map
 	ln -sf libmmkit.so.$(SOVERSION) $(B)/libmmkit.so
 
 $(CLI): $(TOOL_OBJ) $(SRV_OBJ) $(STATIC)
-	$(CC) $(ALL_CFLAGS) -o $@ $(TOOL_OBJ) $(SRV_OBJ) $(STATIC) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) -o $@ $(TOOL_OBJ) $(SRV_OBJ) $(STATIC) $(SRV_LIBS) $(LDLIBS)
 
 # Helper programs that tests exec: plain programs, no test framework.
 $(B)/tests/helper_%: tests/helper_%.c $(STATIC) | $(B)/tests
@@ -108,7 +111,9 @@ examples: $(EXAMPLES)
 # GNU libmicrohttpd does the HTTP; the live page is embedded by http_page.S
 # (.incbin, run from the top directory).  Test programs and helpers named
 # test_http* / helper_http* link the feed too.
-HTTP_SRC := $(sort $(wildcard src/server/http*.c))
+# http_srv.c is the glue to mmkitd (struct mmk__srv): the CLI has it, the
+# feed's own tests and driver do not.
+HTTP_SRC := $(filter-out src/server/http_srv.c,$(sort $(wildcard src/server/http*.c)))
 HTTP_COBJ := $(HTTP_SRC:src/server/%.c=$(B)/obj/server/%.o)
 HTTP_OBJ := $(HTTP_COBJ) $(B)/obj/server/http_page.o
 HTTP_LIBS := -lmicrohttpd
@@ -118,9 +123,6 @@ $(HTTP_COBJ): $(B)/obj/server/%.o: src/server/%.c include/mmkit.h src/sys.h $(wi
 
 $(B)/obj/server/http_page.o: src/server/http_page.S src/server/page.html | $(B)/obj/server
 	$(CC) -c $< -o $@
-
-$(B)/obj/server:
-	@mkdir -p $@
 
 $(B)/tests/test_http%: tests/test_http%.c $(HTTP_OBJ) $(STATIC) $(wildcard tests/*.h) | deps $(B)/tests
 	$(CC) $(ALL_CFLAGS) $(CRIT_CFLAGS) -Itests -Isrc/server -o $@ $< $(HTTP_OBJ) $(STATIC) $(CRIT_LIBS) $(HTTP_LIBS) $(LDLIBS)

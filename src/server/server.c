@@ -162,11 +162,14 @@ static int setup(struct mmk__srv *srv, const char *path)
     e = mmk__loop_add(&srv->loop, &srv->listen_w, EPOLLIN);
     if (!e)
         e = mmk__loop_add(&srv->loop, &srv->signal_w, EPOLLIN);
+    if (!e)
+        e = mmk__http_srv_start(srv);
     return e;
 }
 
 static void teardown(struct mmk__srv *srv, const char *path, int served)
 {
+    mmk__http_srv_stop(srv);
     if (srv->listen_w.fd >= 0)
         mmk__sys_close(srv->listen_w.fd);
     if (srv->own_socket)

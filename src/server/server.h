@@ -36,6 +36,11 @@ struct mmk__srv_opts {
     int         ready_fd;      /* >= 0: write one byte there once serving, then close it */
     int         quiet;         /* no start/stop lines on stderr */
     int         verbose;       /* a line per closed connection too */
+    /* The HTTP push feed (src/server/http*.c, docs/http.md); off when NULL. */
+    const char *http_addr;     /* "127.0.0.1:8077" */
+    int         http_any;      /* allow a non-loopback address */
+    int         http_all;      /* show every segment, not only other-readable ones */
+    int         http_heartbeat_ms; /* 0: 15000 */
 };
 
 /* Run a server until SIGTERM or SIGINT; then persist (with a state dir) and
@@ -261,9 +266,17 @@ struct mmk__srv {
                                       an event was being fanned out) */
     int    index_dirty;            /* persist the index after this batch */
     int    own_socket;             /* we bound the path (unlink it at exit) */
+    struct mmk__http_srv *http;    /* the HTTP feed, or NULL (http_srv.c) */
     uint8_t buf[MMK__PROTO_MAX];   /* receive buffer */
     uint8_t out[MMK__PROTO_MAX];   /* reply buffer */
 };
+
+/* ---- http_srv.c: the HTTP push feed on this loop ---------------------------- */
+
+struct mmk__http_srv;
+/* Start the feed when opts.http_addr is set (0 when it is not). */
+int  mmk__http_srv_start(struct mmk__srv *srv);
+void mmk__http_srv_stop(struct mmk__srv *srv);
 
 /* Log one line to stderr ("mmkitd: ...") unless quiet or verbose only. */
 void mmk__log(const struct mmk__srv *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
