@@ -20,7 +20,8 @@
  *         ...
  *         mmk__http_run(h);                // when its fd is ready or t ran out
  *     }
- *     mmk__http_publish(h, &event);        // from the server's change paths
+ *     mmk__http_publish(h, &event);        // from the server's change paths;
+ *                                          // then mmk__http_run before waiting
  *     mmk__http_close(h);
  *
  * The HTTP side has no peer credentials: it shows only segments whose mode
@@ -108,6 +109,8 @@ int mmk__http_timeout(struct mmk__http *h);
 void mmk__http_run(struct mmk__http *h);
 
 /* Hand one change to every stream that wants it (and to the backlog).
+ * The streams write it from the next mmk__http_run, which the loop must
+ * call before it waits again (the fd does not become ready for it).
  * Returns the event's sequence number, or 0 when it is not shown over HTTP
  * (a segment "other" may not read).  Never blocks; a stream too far behind
  * is dropped. */

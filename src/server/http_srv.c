@@ -92,7 +92,11 @@ static void sink(const mmk_seg_event *ev, void *ctx)
         .length = ev->length,
     };
     to_http(&ev->info, &e.seg);
-    mmk__http_publish(hs->h, &e);
+    /* Streams woken by the event are written by the next mmk__http_run:
+     * resuming a connection does not make libmicrohttpd's descriptor ready
+     * in external polling mode, so run it as soon as this batch ends. */
+    if (mmk__http_publish(hs->h, &e))
+        mmk__timer_set(&hs->srv->loop, &hs->t, 0);
 }
 
 int mmk__http_srv_start(struct mmk__srv *srv)
