@@ -130,6 +130,22 @@ $(B)/tests/test_http%: tests/test_http%.c $(HTTP_OBJ) $(STATIC) $(wildcard tests
 $(B)/tests/helper_http%: tests/helper_http%.c $(HTTP_OBJ) $(STATIC) | $(B)/tests
 	$(CC) $(ALL_CFLAGS) -Itests -Isrc/server -o $@ $< $(HTTP_OBJ) $(STATIC) $(HTTP_LIBS) $(LDLIBS)
 
+# libFuzzer on whatever a client sends the feed (fuzz/http_request.c): one
+# loopback connection per input through accept, libmicrohttpd and the routes.
+# `make fuzz` runs it too, for FUZZ_TIME seconds.
+HTTP_FUZZ_SRC := $(HTTP_SRC) src/server/http_page.S src/sys.c src/sys_net.c src/sys_http.c
+$(B)/fuzz/http_request: fuzz/http_request.c $(HTTP_FUZZ_SRC) $(wildcard src/server/http*.h) src/server/page.html
+	@mkdir -p $(B)/fuzz/corpus-http
+	$(FUZZ_CC) -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc -Isrc/server -g -O1 \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ \
+	    fuzz/http_request.c $(HTTP_FUZZ_SRC) $(HTTP_LIBS) -pthread
+
+.PHONY: fuzz-http
+fuzz-http: $(B)/fuzz/http_request
+	$(B)/fuzz/http_request -max_total_time=$(FUZZ_TIME) -max_len=16384 -timeout=10 \
+	    $(B)/fuzz/corpus-http fuzz/corpus-http
+fuzz: fuzz-http
+
 # Debian packages the tests and benchmarks need.  As root they are installed;
 # otherwise the exact apt-get line is printed and the build stops.
 deps:
