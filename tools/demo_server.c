@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "mmkit.h"
 #include "server/server.h"
+#include "demo_http.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -12,13 +13,16 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static char http_addr[32]; /* the first server also serves HTTP (demo_http.c) */
+
 /* Run a server in a child process; return its pid once it answers. */
 static pid_t start(const char *sock, const char *state)
 {
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
-        struct mmk__srv_opts o = { .socket_path = sock, .state_dir = state, .ready_fd = -1, .quiet = 1 };
+        struct mmk__srv_opts o = { .socket_path = sock, .state_dir = state, .ready_fd = -1, .quiet = 1,
+                                   .http_addr = http_addr[0] ? http_addr : NULL };
         _exit(mmk__server_run(&o));
     }
     for (int i = 0; pid > 0 && i < 500; i++) {
@@ -53,10 +57,16 @@ int demo_server(void)
     int rc = 1, fd = -1;
     char *w = NULL;
     mmk_client *a = NULL, *b = NULL;
+    int port = demo_http_port();
+    if (port)
+        snprintf(http_addr, sizeof http_addr, "127.0.0.1:%d", port);
     pid_t pid = start(sock, state);
     if (pid < 0)
         FAIL("the server did not start");
     printf("A server owns the segments (memfds) and listens on %s.\n", sock);
+    if (port)
+        printf("It also pushes its events over HTTP: http://%s/ (a live page; curl -N http://%s/events)\n",
+               http_addr, http_addr);
 
     a = mmk_client_connect(sock, 0);
     b = mmk_client_connect(sock, 0);
@@ -100,6 +110,12 @@ int demo_server(void)
         FAIL("no event: %s", mmk_strerror(e));
     printf("A wrote and published bytes 0-11; B was pushed event #%llu (version %llu) and reads \"%s\".\n",
            (unsigned long long)ev.seq, (unsigned long long)ev.info.version, r);
+    char line[64];
+    if (port && demo_http_event(port, line, sizeof line) == 0)
+        printf("An HTTP client of /events got the same event as Server-Sent Events (%s).\n", line);
+    else if (port)
+        FAIL("the HTTP feed did not deliver the event");
+    http_addr[0] = '\0';
     munmap((void *)r, 4096);
     mmk_client_close(a);
     mmk_client_close(b);
