@@ -14,6 +14,7 @@
  *   remove NAME
  *   attach NAME | detach NAME
  *   stats                     -> "stats CONNS STREAMS REFUSED DROPPED SEQ"
+ *   kick                      close every event stream (clients reconnect) -> "ok 0"
  *   quit
  */
 #include "http.h"
@@ -95,6 +96,11 @@ static void command(struct mmk__http *h, char *line)
         printf("stats %u %u %llu %llu %llu\n", st.conns, st.streams,
                (unsigned long long)st.refused, (unsigned long long)st.dropped,
                (unsigned long long)st.seq);
+        return;
+    }
+    if (n >= 1 && strcmp(op, "kick") == 0) {
+        mmk__http_drop_streams(h);
+        printf("ok 0\n");
         return;
     }
     if (n < 2) {

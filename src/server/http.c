@@ -337,6 +337,11 @@ uint64_t mmk__http_publish(struct mmk__http *h, const struct mmk__http_event *ev
     return seq;
 }
 
+void mmk__http_drop_streams(struct mmk__http *h)
+{
+    mmk__sse_drop_all(h);
+}
+
 const char *mmk__http_url(const struct mmk__http *h)
 {
     return h->url;

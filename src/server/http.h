@@ -116,6 +116,10 @@ void mmk__http_run(struct mmk__http *h);
  * is dropped. */
 uint64_t mmk__http_publish(struct mmk__http *h, const struct mmk__http_event *ev);
 
+/* Close every event stream now, as a lost connection would (a browser
+ * reconnects with Last-Event-ID).  For tests of that path. */
+void mmk__http_drop_streams(struct mmk__http *h);
+
 /* The address actually bound, as a URL ("http://127.0.0.1:8077/"). */
 const char *mmk__http_url(const struct mmk__http *h);
 

@@ -64,8 +64,10 @@ enum MHD_Result mmk__sse_start(struct mmk__http *h, struct MHD_Connection *conn,
 void mmk__sse_notify(struct mmk__http *h);
 /* A heartbeat is due on every stream. */
 void mmk__sse_heartbeat(struct mmk__http *h);
-/* Wake every suspended stream (before the daemon stops). */
+/* End every stream: cut it and wake it (before the daemon stops). */
 void mmk__sse_resume_all(struct mmk__http *h);
+/* Cut every stream as if its connection were lost. */
+void mmk__sse_drop_all(struct mmk__http *h);
 
 /* The live page, embedded at build time (http_page.S). */
 extern const char mmk__http_page[];

@@ -239,3 +239,13 @@ void mmk__sse_resume_all(struct mmk__http *h)
         stream_resume(s);
     }
 }
+
+void mmk__sse_drop_all(struct mmk__http *h)
+{
+    for (struct mmk__sse *s = h->streams; s; s = s->next) {
+        bool was_dropped = s->dropped;
+        stream_drop(s);
+        if (!was_dropped)
+            h->dropped--; /* not for falling behind */
+    }
+}
