@@ -1,8 +1,8 @@
 /*
  * server.c - mmkitd start-up and shutdown: the listening socket (bound to
  * a path, or handed over by systemd through LISTEN_FDS), the signals that
- * stop it (SIGTERM, SIGINT through a signalfd, so they are ordinary loop
- * events), and the final save to the state directory.
+ * stop it (SIGTERM, SIGINT, SIGHUP through a signalfd, so they are ordinary
+ * loop events), and the final save to the state directory.
  */
 #include "server.h"
 #include "sys.h"
@@ -45,7 +45,7 @@ static void on_signal(struct mmk__watch *w, uint32_t events)
     struct signalfd_siginfo si;
     (void)events;
     while (mmk__sys_read(w->fd, &si, sizeof si) == (ssize_t)sizeof si) {
-        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGHUP) {
             mmk__log(srv, "signal %u: stopping", si.ssi_signo);
             srv->loop.stop = 1;
         }
@@ -135,6 +135,7 @@ static int setup(struct mmk__srv *srv, const char *path)
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP); /* a closed terminal: stop cleanly, do not lose contents */
     e = mmk__sys_sigmask(SIG_BLOCK, &mask, NULL);
     int sfd = e ? e : mmk__sys_signalfd(&mask);
     if (sfd < 0)

@@ -38,7 +38,7 @@ struct mmk__srv_opts {
     int         verbose;       /* a line per closed connection too */
 };
 
-/* Run a server until SIGTERM or SIGINT; then persist (with a state dir) and
+/* Run a server until SIGTERM, SIGINT or SIGHUP; then persist (with a state dir) and
  * return the process exit status.  Prints one line per fatal error. */
 int mmk__server_run(const struct mmk__srv_opts *opts);
 
