@@ -353,3 +353,35 @@ Test(robust, sighup_stops_cleanly_and_keeps_contents)
     close(fd);
     mmk_client_close(c);
 }
+
+static int per_uid_child(void *arg)
+{
+    (void)arg;
+    mmk_client *a = mmk_client_connect(srv.sock, 2000), *b = mmk_client_connect(srv.sock, 2000);
+    CHILD_CHECK(a && b);
+    errno = 0;
+    CHILD_CHECK(mmk_client_connect(srv.sock, 2000) == NULL && errno == EMFILE);
+    mmk_client_close(a);
+    mmk_client_close(b);
+    return 0;
+}
+
+Test(robust, one_uid_cannot_take_every_slot)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root to run clients as nobody");
+    ts_cleanup(&srv);
+    static const char *const args[] = { "--max-per-uid", "2", NULL };
+    start_with(args);
+    int r = ts_as_nobody(per_uid_child, NULL);
+    if (r == 250)
+        cr_skip_test("cannot become nobody here");
+    cr_assert_eq(r, 0, "the per-uid limit did not hold (see the child's line above)");
+    mmk_client *c[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = mmk_client_connect(srv.sock, 2000);
+        cr_assert_not_null(c[i], "root is not limited per uid");
+    }
+    for (int i = 0; i < 3; i++)
+        mmk_client_close(c[i]);
+}

@@ -206,6 +206,8 @@ int mmk__server_run(const struct mmk__srv_opts *opts)
     srv->listen_w.fd = srv->signal_w.fd = -1;
     if (srv->opts.max_clients <= 0)
         srv->opts.max_clients = 4096;
+    if (srv->opts.max_per_uid <= 0)
+        srv->opts.max_per_uid = 1024;
     if (srv->opts.max_segments <= 0)
         srv->opts.max_segments = 65536;
     if (!srv->opts.max_size)

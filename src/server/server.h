@@ -29,6 +29,7 @@ struct mmk__srv_opts {
     const char *socket_path;   /* NULL: mmk_server_default_path */
     const char *state_dir;     /* NULL: no persistence */
     int         max_clients;   /* 0: 4096 */
+    int         max_per_uid;   /* connections of one non-root uid, 0: 1024 */
     int         max_segments;  /* 0: 65536 */
     uint64_t    max_size;      /* per segment, 0: 1 TiB */
     int         hello_ms;      /* a new connection must say hello within this, 0: 5000 */
