@@ -127,8 +127,14 @@ $(B)/fuzz/proto: fuzz/proto.c src/proto.c src/proto.h include/mmkit.h
 	$(FUZZ_CC) -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc -g -O1 \
 	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ fuzz/proto.c src/proto.c
 
-fuzz: $(B)/fuzz/proto
+$(B)/fuzz/http: fuzz/http.c src/server/http_parse.c src/server/http.h src/proto.c
+	@mkdir -p $(B)/fuzz/corpus-http
+	$(FUZZ_CC) -std=gnu11 -D_GNU_SOURCE -Iinclude -Isrc -g -O1 \
+	    -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -o $@ fuzz/http.c src/server/http_parse.c src/proto.c
+
+fuzz: $(B)/fuzz/proto $(B)/fuzz/http
 	$(B)/fuzz/proto -max_total_time=$(FUZZ_TIME) -max_len=70000 -timeout=10 $(B)/fuzz/corpus fuzz/corpus
+	$(B)/fuzz/http -max_total_time=$(FUZZ_TIME) -max_len=12000 -timeout=10 $(B)/fuzz/corpus-http fuzz/corpus-http
 
 bench: $(BENCHES)
 	@sh bench/run.sh $(B)

@@ -15,7 +15,8 @@ static int usage(void)
 {
     fputs("usage: mmkit server [--socket PATH] [--state-dir DIR] [--daemon] [--quiet] [--verbose]\n"
           "                    [--max-clients N] [--max-per-uid N] [--max-segments N] [--max-size SIZE]\n"
-          "                    [--hello-timeout MS] [--backlog N]\n",
+          "                    [--hello-timeout MS] [--backlog N]\n"
+          "                    [--http ADDR:PORT [--http-any] [--http-all]]\n",
           stderr);
     return 2;
 }
@@ -88,11 +89,17 @@ int cmd_server(int argc, char **argv)
             o.quiet = 1;
         } else if (!strcmp(a, "--verbose")) {
             o.verbose = 1;
+        } else if (!strcmp(a, "--http-any")) {
+            o.http_any = 1;
+        } else if (!strcmp(a, "--http-all")) {
+            o.http_all = 1;
         } else if (!v) {
             cli_error("server: unknown option or missing value: %s", a);
             return usage();
         } else if (!strcmp(a, "--socket")) {
             o.socket_path = v, i++;
+        } else if (!strcmp(a, "--http")) {
+            o.http_addr = v, i++;
         } else if (!strcmp(a, "--state-dir")) {
             o.state_dir = v, i++;
         } else if (!strcmp(a, "--max-size")) {

@@ -4,6 +4,7 @@
  * stop it (SIGTERM, SIGINT, SIGHUP through a signalfd, so they are ordinary
  * loop events), and the final save to the state directory.
  */
+#include "http.h"
 #include "server.h"
 #include "sys.h"
 
@@ -110,12 +111,20 @@ static int socket_at(const char *path)
     return fd;
 }
 
+/* After each batch of loop events: the HTTP feed's deferred closes, then
+ * the socket clients' (and the index write). */
+static void after_batch(void *arg)
+{
+    mmk__http_after_batch(arg);
+    mmk__conn_after_batch(arg);
+}
+
 static int setup(struct mmk__srv *srv, const char *path)
 {
     int e = mmk__loop_init(&srv->loop);
     if (e)
         return e;
-    srv->loop.after_batch = mmk__conn_after_batch;
+    srv->loop.after_batch = after_batch;
     srv->loop.after_ctx = srv;
     e = mmk__events_init(&srv->events, (size_t)srv->opts.backlog, 1);
     if (!e)
@@ -163,6 +172,8 @@ static int setup(struct mmk__srv *srv, const char *path)
     e = mmk__loop_add(&srv->loop, &srv->listen_w, EPOLLIN);
     if (!e)
         e = mmk__loop_add(&srv->loop, &srv->signal_w, EPOLLIN);
+    if (!e && srv->opts.http_addr)
+        e = mmk__http_start(srv, srv->opts.http_addr, srv->opts.http_any);
     return e;
 }
 
@@ -180,6 +191,7 @@ static void teardown(struct mmk__srv *srv, const char *path, int served)
             mmk__log(srv, "saved %zu segment%s to %s", srv->segs.n, srv->segs.n == 1 ? "" : "s",
                      srv->opts.state_dir);
     }
+    mmk__http_stop(srv);
     /* Nobody listens any more: no events while the connections go. */
     srv->events.nsinks = 0;
     while (srv->conns)
@@ -238,8 +250,9 @@ int mmk__server_run(const struct mmk__srv_opts *opts)
     int status = 1, served = 0;
     if (!e) {
         served = 1;
-        mmk__log(srv, "serving %zu segment%s on %s", srv->segs.n, srv->segs.n == 1 ? "" : "s",
-                 srv->own_socket ? path : "the socket systemd passed");
+        mmk__log(srv, "serving %zu segment%s on %s%s%s", srv->segs.n, srv->segs.n == 1 ? "" : "s",
+                 srv->own_socket ? path : "the socket systemd passed",
+                 srv->http ? ", HTTP feed on http://" : "", srv->http ? srv->opts.http_addr : "");
         if (opts->ready_fd >= 0) {
             char c = 1;
             mmk__sys_write_all(opts->ready_fd, &c, 1);

@@ -37,6 +37,9 @@ struct mmk__srv_opts {
     int         ready_fd;      /* >= 0: write one byte there once serving, then close it */
     int         quiet;         /* no start/stop lines on stderr */
     int         verbose;       /* a line per closed connection too */
+    const char *http_addr;     /* --http ADDR:PORT, NULL: no HTTP feed */
+    int         http_any;      /* --http-any: a non-loopback address is allowed */
+    int         http_all;      /* --http-all: show every segment, not only other-readable ones */
 };
 
 /* Run a server until SIGTERM, SIGINT or SIGHUP; then persist (with a state dir) and
@@ -262,6 +265,7 @@ struct mmk__srv {
                                       an event was being fanned out) */
     int    index_dirty;            /* persist the index after this batch */
     int    own_socket;             /* we bound the path (unlink it at exit) */
+    struct mmk__http *http;        /* the HTTP feed (http.c), or NULL */
     uint8_t buf[MMK__PROTO_MAX];   /* receive buffer */
     uint8_t out[MMK__PROTO_MAX];   /* reply buffer */
 };
