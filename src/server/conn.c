@@ -78,7 +78,7 @@ void mmk__conn_accept(struct mmk__srv *srv)
         int fd = mmk__sys_accept(srv->listen_w.fd);
         if (fd < 0) {
             if (fd != -EAGAIN && fd != -ECONNABORTED)
-                mmk__log(srv, "accept: %s", mmk_strerror(fd));
+                mmk__err(srv, "accept: %s", mmk_strerror(fd));
             return;
         }
         if (srv->nconns >= (size_t)srv->opts.max_clients || over_uid_limit(srv, fd)) {
@@ -360,7 +360,7 @@ void mmk__conn_after_batch(void *arg)
         srv->index_dirty = 0;
         int e = mmk__persist_index(srv);
         if (e)
-            mmk__log(srv, "cannot write the state index: %s", mmk_strerror(e));
+            mmk__err(srv, "cannot write the state index: %s", mmk_strerror(e));
     }
     while (srv->dead) {
         struct mmk__conn *c = srv->dead;

@@ -482,15 +482,15 @@ int mmk__http_start(struct mmk__srv *srv, const char *addr, int any)
     socklen_t len;
     int loopback;
     if (parse_addr(addr, &ss, &len, &loopback)) {
-        mmk__log(srv, "--http %s: expected ADDR:PORT (127.0.0.1:8077, [::1]:8077)", addr);
+        mmk__err(srv, "--http %s: expected ADDR:PORT (127.0.0.1:8077, [::1]:8077)", addr);
         return -EINVAL;
     }
     if (!loopback && !any) {
-        mmk__log(srv, "--http %s: not a loopback address (add --http-any to serve it)", addr);
+        mmk__err(srv, "--http %s: not a loopback address (add --http-any to serve it)", addr);
         return -EPERM;
     }
     if (!loopback)
-        mmk__log(srv, "warning: the HTTP feed on %s is reachable from other machines", addr);
+        mmk__err(srv, "warning: the HTTP feed on %s is reachable from other machines", addr);
     struct mmk__http *f = calloc(1, sizeof *f);
     if (!f)
         return -ENOMEM;
@@ -510,7 +510,7 @@ int mmk__http_start(struct mmk__srv *srv, const char *addr, int any)
     if (!e)
         e = mmk__events_add_sink(&srv->events, http_sink, f);
     if (e) {
-        mmk__log(srv, "--http %s: %s", addr, mmk_strerror(e));
+        mmk__err(srv, "--http %s: %s", addr, mmk_strerror(e));
         if (fd >= 0)
             mmk__sys_close(fd);
         free(f);

@@ -22,16 +22,30 @@
 /* The first descriptor systemd passes (sd_listen_fds(3)). */
 #define SD_LISTEN_FDS_START 3
 
+static void vlog(const char *fmt, va_list ap)
+{
+    char line[1024];
+    vsnprintf(line, sizeof line, fmt, ap);
+    fprintf(stderr, "mmkitd: %s\n", line);
+}
+
 void mmk__log(const struct mmk__srv *srv, const char *fmt, ...)
 {
     if (srv->opts.quiet)
         return;
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    vlog(fmt, ap);
     va_end(ap);
-    fprintf(stderr, "mmkitd: %s\n", line);
+}
+
+void mmk__err(const struct mmk__srv *srv, const char *fmt, ...)
+{
+    (void)srv;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(fmt, ap);
+    va_end(ap);
 }
 
 static void on_listen(struct mmk__watch *w, uint32_t events)
@@ -135,7 +149,7 @@ static int setup(struct mmk__srv *srv, const char *path)
     if (srv->opts.state_dir) {
         e = mmk__persist_load(srv);
         if (e) {
-            mmk__log(srv, "state dir %s: %s", srv->opts.state_dir, mmk_strerror(e));
+            mmk__err(srv, "state dir %s: %s", srv->opts.state_dir, mmk_strerror(e));
             return e;
         }
     }
@@ -159,11 +173,11 @@ static int setup(struct mmk__srv *srv, const char *path)
         lfd = socket_at(path);
         srv->own_socket = lfd >= 0;
         if (lfd == -EADDRINUSE)
-            mmk__log(srv, "%s: another server is running there", path);
+            mmk__err(srv, "%s: another server is running there", path);
         else if (lfd < 0)
-            mmk__log(srv, "%s: %s", path, mmk_strerror(lfd));
+            mmk__err(srv, "%s: %s", path, mmk_strerror(lfd));
     } else if (lfd < 0) {
-        mmk__log(srv, "LISTEN_FDS: descriptor 3 is not a Unix SOCK_SEQPACKET socket");
+        mmk__err(srv, "LISTEN_FDS: descriptor 3 is not a Unix SOCK_SEQPACKET socket");
     }
     if (lfd < 0)
         return lfd;
@@ -260,7 +274,7 @@ int mmk__server_run(const struct mmk__srv_opts *opts)
         }
         e = mmk__loop_run(&srv->loop);
         if (e)
-            mmk__log(srv, "event loop: %s", mmk_strerror(e));
+            mmk__err(srv, "event loop: %s", mmk_strerror(e));
         status = e ? 1 : 0;
     }
     teardown(srv, path, served);

@@ -165,8 +165,9 @@ uint64_t mmk__events_emit(struct mmk__events *e, unsigned kind, const struct mmk
 /* Sequence number of the last event emitted (0 if none). */
 uint64_t mmk__events_last(const struct mmk__events *e);
 /* Call fn for every kept event with seq > after, oldest first.  -ERANGE
- * (and no call) if events after `after` were already dropped from the ring:
- * the consumer must resynchronise (list the segments) instead. */
+ * (and no call) if events after `after` were already dropped from the ring,
+ * or `after` is beyond the last event (an id from a previous run without a
+ * state dir): the consumer must resynchronise (list the segments). */
 int  mmk__events_replay(const struct mmk__events *e, uint64_t after, mmk__event_sink fn, void *ctx);
 
 /* ---- conn.c --------------------------------------------------------------- */
@@ -270,7 +271,9 @@ struct mmk__srv {
     uint8_t out[MMK__PROTO_MAX];   /* reply buffer */
 };
 
-/* Log one line to stderr ("mmkitd: ...") unless quiet or verbose only. */
+/* One line to stderr ("mmkitd: ..."): mmk__log for news (not with --quiet),
+ * mmk__err for errors (always). */
 void mmk__log(const struct mmk__srv *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mmk__err(const struct mmk__srv *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif
