@@ -11,7 +11,7 @@
  * requests are GETs without bodies, so the parser (http_parse.c) is small;
  * it is fuzzed (fuzz/http.c).
  *
- * Bounds: the head at most 8 KiB and complete within HEAD_TIMEOUT_MS;
+ * Bounds: the head at most 8 KiB and complete within --hello-timeout;
  * at most MAX_CONNS connections (503 beyond); an /events consumer whose
  * unsent output passes MAX_OUT is dropped.  One request per connection
  * (Connection: close), except /events which streams until either side
@@ -34,7 +34,6 @@
 
 #define MAX_CONNS 512
 #define MAX_OUT (1u << 20)
-#define HEAD_TIMEOUT_MS 10000
 #define HEARTBEAT_MS 15000
 
 extern const char mmk__http_page[];
@@ -404,7 +403,7 @@ static void on_accept(struct mmk__watch *w, uint32_t events)
             respond_error(c, 503, "Service Unavailable");
             continue;
         }
-        mmk__timer_set(&f->srv->loop, &c->timer, HEAD_TIMEOUT_MS);
+        mmk__timer_set(&f->srv->loop, &c->timer, f->srv->opts.hello_ms);
     }
 }
 
