@@ -7,6 +7,7 @@ const char mmk__http_page[] =
 "<!doctype html>\n"
 "<html lang=\"en\"><head><meta charset=\"utf-8\"><title>mmkitd segments</title>\n"
 "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+"<link rel=\"icon\" href=\"data:,\">\n"
 "<style>\n"
 "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}\n"
 "h1{font-size:1.3em;margin:0 0 .5em}#status{color:#666;margin-bottom:1em}\n"

@@ -67,7 +67,7 @@ big=$(head -c 9000 /dev/zero | tr '\0' a)
 curl -s -D "$tmp/h" "$url/" > "$tmp/page"
 grep -qi '^content-type: text/html' "$tmp/h" || fail "/ content type"
 grep -q "new EventSource('/events')" "$tmp/page" || fail "the page has no EventSource"
-if grep -E '<script[^>]+src=|<link[^>]+href=|https?://' "$tmp/page" | grep -v 'http://www.w3.org/2000/svg' | grep -q .; then
+if grep -E '<script[^>]+src=|<link[^>]+href=|https?://' "$tmp/page" | grep -v -e 'http://www.w3.org/2000/svg' -e 'href="data:,"' | grep -q .; then
     fail "the page loads something external"
 fi
 
