@@ -3,7 +3,9 @@
 #include "mmkit.h"
 #include "server/server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,13 +14,29 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static char http_addr[32];
+
+/* A loopback port nobody uses right now, for the demo's HTTP feed. */
+static int free_port(void)
+{
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+    socklen_t len = sizeof a;
+    int ok = s >= 0 && bind(s, (struct sockaddr *)&a, sizeof a) == 0 &&
+             getsockname(s, (struct sockaddr *)&a, &len) == 0;
+    if (s >= 0)
+        close(s);
+    return ok ? ntohs(a.sin_port) : 0;
+}
+
 /* Run a server in a child process; return its pid once it answers. */
 static pid_t start(const char *sock, const char *state)
 {
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
-        struct mmk__srv_opts o = { .socket_path = sock, .state_dir = state, .ready_fd = -1, .quiet = 1 };
+        struct mmk__srv_opts o = { .socket_path = sock, .state_dir = state, .ready_fd = -1, .quiet = 1,
+                                   .http_addr = http_addr[0] ? http_addr : NULL };
         _exit(mmk__server_run(&o));
     }
     for (int i = 0; pid > 0 && i < 500; i++) {
@@ -53,10 +71,16 @@ int demo_server(void)
     int rc = 1, fd = -1;
     char *w = NULL;
     mmk_client *a = NULL, *b = NULL;
+    int port = free_port();
+    if (port)
+        snprintf(http_addr, sizeof http_addr, "127.0.0.1:%d", port);
     pid_t pid = start(sock, state);
     if (pid < 0)
         FAIL("the server did not start");
     printf("A server owns the segments (memfds) and listens on %s.\n", sock);
+    if (port)
+        printf("Its HTTP feed (--http %s): the live page at http://%s/, events with\n"
+               "  curl -N http://%s/events   (while the demo runs)\n", http_addr, http_addr, http_addr);
 
     a = mmk_client_connect(sock, 0);
     b = mmk_client_connect(sock, 0);
