@@ -215,3 +215,39 @@ Test(http, garbage_requests_get_400)
     }
     assert_all_serving();
 }
+
+Test(http, segments_list_larger_than_a_stream_buffer)
+{
+    mmk_client *c = mmk_client_connect(srv.sock, 5000);
+    cr_assert_not_null(c);
+    enum { N = 8000 }; /* ~170 bytes each: more than the 1 MiB stream bound */
+    for (int i = 0; i < N; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "a-rather-long-segment-name-number-%05d", i);
+        mmk_request q = { .op = MMK_OP_CREATE, .name = name, .size = 4096, .mode = 0644 };
+        cr_assert_gt(mmk_client_submit(c, &q), 0);
+        if (i % 500 == 499) /* take the replies now and then */
+            for (int k = 0; k < 500; k++) {
+                mmk_message m;
+                cr_assert_eq(mmk_client_recv(c, &m, 5000), 0);
+                cr_assert_eq(m.status, 0);
+            }
+    }
+    mmk_client_close(c);
+    static char buf[4 << 20];
+    int n = get("GET /segments HTTP/1.1\r\nHost: t\r\n\r\n", buf, sizeof buf);
+    cr_assert_gt(n, 0);
+    cr_assert_eq(status_of(buf), 200);
+    const char *body = strstr(buf, "\r\n\r\n");
+    cr_assert_not_null(body);
+    body += 4;
+    size_t clen = 0;
+    const char *cl = strstr(buf, "Content-Length: ");
+    cr_assert_not_null(cl);
+    sscanf(cl, "Content-Length: %zu", &clen);
+    cr_assert_eq(clen, strlen(body), "Content-Length %zu, body %zu", clen, strlen(body));
+    int count = 0;
+    for (const char *p = body; (p = strstr(p, "\"name\":")); p++)
+        count++;
+    cr_assert_eq(count, N);
+}

@@ -33,7 +33,8 @@
 #include <string.h>
 
 #define MAX_CONNS 512
-#define MAX_OUT (1u << 20)
+#define MAX_OUT (1u << 20)        /* unsent output of an /events stream */
+#define MAX_RESPONSE (64u << 20)  /* a whole /segments answer */
 #define HEARTBEAT_MS 15000
 
 extern const char mmk__http_page[];
@@ -77,8 +78,8 @@ static void out_append(struct http_conn *c, const char *s, size_t n)
 {
     if (c->doomed || c->dead)
         return;
-    if (c->outlen - c->outoff + n > MAX_OUT) {
-        doom(c, "reads too slowly");
+    if (c->outlen - c->outoff + n > (c->sse ? MAX_OUT : MAX_RESPONSE)) {
+        doom(c, c->sse ? "reads too slowly" : "answer too large");
         return;
     }
     if (c->outoff && c->outoff == c->outlen)
@@ -189,7 +190,10 @@ static void respond_error(struct http_conn *c, int status, const char *reason)
     respond(c, status, reason, "application/json", body, (size_t)n);
 }
 
-/* A JSON body is built in the output buffer after a placeholder head. */
+/* The head needs the body's length: the body goes into the output buffer
+ * first, after room for the longest head, which is then written in front. */
+#define JSON_HEAD_ROOM 160
+
 static void respond_json_segments(struct http_conn *c, const char *one)
 {
     struct mmk__srv *srv = c->feed->srv;
@@ -198,32 +202,42 @@ static void respond_json_segments(struct http_conn *c, const char *one)
         respond_error(c, 404, "Not Found");
         return;
     }
-    /* Render the body into a temporary connection buffer, then frame it. */
-    struct http_conn tmp = { .feed = c->feed };
+    char room[JSON_HEAD_ROOM];
+    memset(room, ' ', sizeof room);
+    size_t start = c->outlen;
+    out_append(c, room, sizeof room);
     if (one) {
         mmk_seg_info in;
         mmk__seg_info(s, &in);
-        info_json(&tmp, &in);
+        info_json(c, &in);
     } else {
         int n = 0;
-        out_append(&tmp, "[", 1);
-        for (size_t i = 0; i < srv->segs.n; i++) {
+        out_append(c, "[", 1);
+        for (size_t i = 0; i < srv->segs.n && !c->doomed; i++) {
             if (!visible(srv, srv->segs.v[i]->mode))
                 continue;
             mmk_seg_info in;
             mmk__seg_info(srv->segs.v[i], &in);
             if (n++)
-                out_append(&tmp, ",", 1);
-            info_json(&tmp, &in);
+                out_append(c, ",", 1);
+            info_json(c, &in);
         }
-        out_append(&tmp, "]", 1);
+        out_append(c, "]", 1);
     }
-    out_append(&tmp, "\n", 1);
-    if (tmp.doomed)
-        respond_error(c, 500, "Internal Server Error");
-    else
-        respond(c, 200, "OK", "application/json", tmp.out, tmp.outlen);
-    free(tmp.out);
+    out_append(c, "\n", 1);
+    if (c->doomed)
+        return;
+    size_t body = c->outlen - start - JSON_HEAD_ROOM;
+    char head[JSON_HEAD_ROOM];
+    int hn = snprintf(head, sizeof head,
+                      "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                      "Cache-Control: no-store\r\nConnection: close\r\n\r\n",
+                      body);
+    /* Put the head right before the body and start sending from there. */
+    memcpy(c->out + start + JSON_HEAD_ROOM - (size_t)hn, head, (size_t)hn);
+    c->outoff = start + JSON_HEAD_ROOM - (size_t)hn;
+    c->close_after_write = 1;
+    flush(c);
 }
 
 static void sse_event(struct http_conn *c, const mmk_seg_event *ev)
