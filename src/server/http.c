@@ -35,7 +35,6 @@
 #define MAX_CONNS 512
 #define MAX_OUT (1u << 20)        /* unsent output of an /events stream */
 #define MAX_RESPONSE (64u << 20)  /* a whole /segments answer */
-#define HEARTBEAT_MS 15000
 
 extern const char mmk__http_page[];
 
@@ -267,7 +266,7 @@ static void heartbeat(struct mmk__timer *t)
     struct http_conn *c = (struct http_conn *)((char *)t - offsetof(struct http_conn, timer));
     out_append(c, ": heartbeat\n\n", 13);
     flush(c);
-    mmk__timer_set(&c->feed->srv->loop, &c->timer, HEARTBEAT_MS);
+    mmk__timer_set(&c->feed->srv->loop, &c->timer, c->feed->srv->opts.http_heartbeat_ms);
 }
 
 static void start_events(struct http_conn *c, const struct mmk__http_req *r)
@@ -283,7 +282,7 @@ static void start_events(struct http_conn *c, const struct mmk__http_req *r)
     if (r->has_last_event_id && mmk__events_replay(&srv->events, r->last_event_id, replay_one, c) == -ERANGE)
         out_printf(c, "id: %" PRIu64 "\nevent: reset\ndata: {}\n\n", mmk__events_last(&srv->events));
     c->timer.fn = heartbeat;
-    mmk__timer_set(&srv->loop, &c->timer, HEARTBEAT_MS);
+    mmk__timer_set(&srv->loop, &c->timer, srv->opts.http_heartbeat_ms);
     flush(c);
 }
 

@@ -240,6 +240,8 @@ int mmk__server_run(const struct mmk__srv_opts *opts)
         srv->opts.max_size = (uint64_t)1 << 40;
     if (srv->opts.hello_ms <= 0)
         srv->opts.hello_ms = 5000;
+    if (srv->opts.http_heartbeat_ms <= 0)
+        srv->opts.http_heartbeat_ms = 15000;
     if (srv->opts.backlog <= 0)
         srv->opts.backlog = 4096;
     if (opts->socket_path) {

@@ -40,6 +40,7 @@ struct mmk__srv_opts {
     const char *http_addr;     /* --http ADDR:PORT, NULL: no HTTP feed */
     int         http_any;      /* --http-any: a non-loopback address is allowed */
     int         http_all;      /* --http-all: show every segment, not only other-readable ones */
+    int         http_heartbeat_ms; /* comment line on idle /events streams, 0: 15000 */
 };
 
 /* Run a server until SIGTERM, SIGINT or SIGHUP; then persist (with a state dir) and

@@ -107,8 +107,11 @@ grep -q '"name":"other"' "$tmp/filtered" || fail "filter lost its segment: $(cat
 if grep -q notthis "$tmp/filtered"; then fail "filter let another segment through"; fi
 stop
 
-# a restart: old ids get a reset; --http-all shows 0600 segments
-start --http-all
+# a restart: old ids get a reset; --http-all shows 0600 segments; an idle
+# stream gets heartbeat comments
+start --http-all --http-heartbeat 200
+curl -s -N --max-time 1 "$url/events" > "$tmp/beat" || true
+grep -q '^: heartbeat$' "$tmp/beat" || fail "no heartbeat on an idle stream: $(cat "$tmp/beat")"
 curl -s -N --max-time 1 -H "Last-Event-ID: 3" "$url/events" > "$tmp/reset" || true
 grep -q '^event: reset$' "$tmp/reset" || fail "no reset for an id the backlog no longer has: $(cat "$tmp/reset")"
 m seg create secret 4K --mode 0600
