@@ -308,3 +308,80 @@ Test(robust, client_times_out_instead_of_waiting_forever)
     cr_assert_eq(errno, ETIMEDOUT);
     close(l);
 }
+
+Test(robust, segment_limit_gives_enospc)
+{
+    ts_cleanup(&srv);
+    static const char *const args[] = { "--max-segments", "3", "--max-size", "1M", NULL };
+    start_with(args);
+    mmk_client *c = mmk_client_connect(srv.sock, 2000);
+    cr_assert_not_null(c);
+    cr_assert_eq(mmk_seg_create(c, "a", 4096, 0600), 0);
+    cr_assert_eq(mmk_seg_create(c, "b", 4096, 0600), 0);
+    cr_assert_eq(mmk_seg_create(c, "too-big", (1 << 20) + 1, 0600), -EFBIG);
+    cr_assert_eq(mmk_seg_create(c, "c", 1 << 20, 0600), 0);
+    cr_assert_eq(mmk_seg_create(c, "d", 4096, 0600), -ENOSPC);
+    cr_assert_eq(mmk_seg_grow(c, "a", (1 << 20) + 4096), -EFBIG);
+    cr_assert_eq(mmk_seg_remove(c, "a"), 0);
+    cr_assert_eq(mmk_seg_create(c, "d", 4096, 0600), 0, "a removed name frees its slot");
+    mmk_client_close(c);
+}
+
+Test(robust, sighup_stops_cleanly_and_keeps_contents)
+{
+    ts_stop(&srv); /* again, with a state dir */
+    const char *args[] = { "--state-dir", srv.state, NULL };
+    cr_assert_eq(ts_start_args(&srv, args), 0);
+    mmk_client *c = mmk_client_connect(srv.sock, 2000);
+    cr_assert_eq(mmk_seg_create(c, "hup", 4096, 0600), 0);
+    int fd = mmk_seg_open(c, "hup", MMK_SEG_RDWR, NULL);
+    cr_assert_eq(pwrite(fd, "kept", 4, 0), 4);
+    close(fd);
+    mmk_client_close(c);
+    kill(srv.pid, SIGHUP);
+    int st;
+    cr_assert_eq(waitpid(srv.pid, &st, 0), srv.pid);
+    srv.pid = 0;
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "SIGHUP is a clean stop");
+    cr_assert_eq(ts_start_args(&srv, args), 0);
+    c = mmk_client_connect(srv.sock, 2000);
+    fd = mmk_seg_open(c, "hup", MMK_SEG_RDONLY, NULL);
+    cr_assert_geq(fd, 0);
+    char b[5] = { 0 };
+    cr_assert_eq(pread(fd, b, 4, 0), 4);
+    cr_assert_str_eq(b, "kept");
+    close(fd);
+    mmk_client_close(c);
+}
+
+static int per_uid_child(void *arg)
+{
+    (void)arg;
+    mmk_client *a = mmk_client_connect(srv.sock, 2000), *b = mmk_client_connect(srv.sock, 2000);
+    CHILD_CHECK(a && b);
+    errno = 0;
+    CHILD_CHECK(mmk_client_connect(srv.sock, 2000) == NULL && errno == EMFILE);
+    mmk_client_close(a);
+    mmk_client_close(b);
+    return 0;
+}
+
+Test(robust, one_uid_cannot_take_every_slot)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root to run clients as nobody");
+    ts_cleanup(&srv);
+    static const char *const args[] = { "--max-per-uid", "2", NULL };
+    start_with(args);
+    int r = ts_as_nobody(per_uid_child, NULL);
+    if (r == 250)
+        cr_skip_test("cannot become nobody here");
+    cr_assert_eq(r, 0, "the per-uid limit did not hold (see the child's line above)");
+    mmk_client *c[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = mmk_client_connect(srv.sock, 2000);
+        cr_assert_not_null(c[i], "root is not limited per uid");
+    }
+    for (int i = 0; i < 3; i++)
+        mmk_client_close(c[i]);
+}

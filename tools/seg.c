@@ -18,7 +18,7 @@ int cli_parse_size(const char *s, unsigned long long *out)
     if (!s || !*s || *s == '-')
         return -1;
     errno = 0;
-    unsigned long long v = strtoull(s, &end, 0);
+    unsigned long long v = strtoull(s, &end, 10);
     if (errno || end == s)
         return -1;
     unsigned shift = 0;

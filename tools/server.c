@@ -14,7 +14,7 @@
 static int usage(void)
 {
     fputs("usage: mmkit server [--socket PATH] [--state-dir DIR] [--daemon] [--quiet] [--verbose]\n"
-          "                    [--max-clients N] [--max-segments N] [--max-size SIZE]\n"
+          "                    [--max-clients N] [--max-per-uid N] [--max-segments N] [--max-size SIZE]\n"
           "                    [--hello-timeout MS] [--backlog N]\n"
           "                    [--http ADDR:PORT [--http-any] [--http-all] [--http-heartbeat MS]]\n",
           stderr);
@@ -100,12 +100,6 @@ int cmd_server(int argc, char **argv)
             o.socket_path = v, i++;
         } else if (!strcmp(a, "--http")) {
             o.http_addr = v, i++;
-        } else if (!strcmp(a, "--http-heartbeat")) {
-            if (cli_parse_size(v, &n) || n == 0 || n > 1u << 30) {
-                cli_error("server: bad number '%s' for %s", v, a);
-                return 2;
-            }
-            o.http_heartbeat_ms = (int)n, i++;
         } else if (!strcmp(a, "--state-dir")) {
             o.state_dir = v, i++;
         } else if (!strcmp(a, "--max-size")) {
@@ -115,12 +109,15 @@ int cmd_server(int argc, char **argv)
             }
             o.max_size = n, i++;
         } else if (!strcmp(a, "--max-clients") || !strcmp(a, "--max-segments") ||
-                   !strcmp(a, "--hello-timeout") || !strcmp(a, "--backlog")) {
+                   !strcmp(a, "--hello-timeout") || !strcmp(a, "--backlog") ||
+                   !strcmp(a, "--max-per-uid") || !strcmp(a, "--http-heartbeat")) {
             if (cli_parse_size(v, &n) || n == 0 || n > 1u << 30) {
                 cli_error("server: bad number '%s' for %s", v, a);
                 return 2;
             }
             int *field = !strcmp(a, "--max-clients")   ? &o.max_clients
+                         : !strcmp(a, "--max-per-uid")  ? &o.max_per_uid
+                         : !strcmp(a, "--http-heartbeat") ? &o.http_heartbeat_ms
                          : !strcmp(a, "--max-segments") ? &o.max_segments
                          : !strcmp(a, "--hello-timeout") ? &o.hello_ms
                                                          : &o.backlog;

@@ -56,16 +56,32 @@ static void read_cred(struct mmk__conn *c)
 #endif
 }
 
+/* 1 if the peer on fd is a non-root uid that has max_per_uid connections
+ * already: one user cannot take every slot. */
+static int over_uid_limit(const struct mmk__srv *srv, int fd)
+{
+    struct ucred uc;
+    socklen_t len = sizeof uc;
+    if (mmk__sys_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) != 0)
+        return 1;
+    if (uc.uid == 0)
+        return 0;
+    int n = 0;
+    for (const struct mmk__conn *c = srv->conns; c; c = c->next)
+        n += c->cred.uid == uc.uid;
+    return n >= srv->opts.max_per_uid;
+}
+
 void mmk__conn_accept(struct mmk__srv *srv)
 {
     for (int i = 0; i < 64; i++) {
         int fd = mmk__sys_accept(srv->listen_w.fd);
         if (fd < 0) {
             if (fd != -EAGAIN && fd != -ECONNABORTED)
-                mmk__log(srv, "accept: %s", mmk_strerror(fd));
+                mmk__err(srv, "accept: %s", mmk_strerror(fd));
             return;
         }
-        if (srv->nconns >= (size_t)srv->opts.max_clients) {
+        if (srv->nconns >= (size_t)srv->opts.max_clients || over_uid_limit(srv, fd)) {
             /* Say why before closing: a reply with id 0 is about the connection. */
             int len = mmk__proto_put_reply(srv->out, 0, MMK__T_HELLO, -EMFILE, 0);
             struct iovec iov = { srv->out, (size_t)len };
@@ -344,7 +360,7 @@ void mmk__conn_after_batch(void *arg)
         srv->index_dirty = 0;
         int e = mmk__persist_index(srv);
         if (e)
-            mmk__log(srv, "cannot write the state index: %s", mmk_strerror(e));
+            mmk__err(srv, "cannot write the state index: %s", mmk_strerror(e));
     }
     while (srv->dead) {
         struct mmk__conn *c = srv->dead;

@@ -78,8 +78,10 @@ uint64_t mmk__events_last(const struct mmk__events *e)
 int mmk__events_replay(const struct mmk__events *e, uint64_t after, mmk__event_sink fn, void *ctx)
 {
     uint64_t last = e->next_seq - 1;
-    if (after >= last)
+    if (after == last)
         return 0;
+    if (after > last) /* an id this server never gave out: a previous run's */
+        return -ERANGE;
     uint64_t oldest = last >= e->cap ? last - e->cap + 1 : 1;
     /* Events before the first one this server emitted (a restart) are gone too. */
     if (after + 1 < oldest || e->ring[(after + 1) % e->cap].seq != after + 1)

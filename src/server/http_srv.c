@@ -116,7 +116,7 @@ int mmk__http_srv_start(struct mmk__srv *srv)
     hs->h = mmk__http_open(&cfg, &src);
     if (!hs->h) {
         int e = -errno;
-        mmk__log(srv, "http %s: %s%s", cfg.addr, mmk_strerror(e),
+        mmk__err(srv, "http %s: %s%s", cfg.addr, mmk_strerror(e),
                  e == -EACCES ? " (not a loopback address: add --http-any)" : "");
         free(hs);
         return e;

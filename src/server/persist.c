@@ -152,7 +152,7 @@ int mmk__persist_all(struct mmk__srv *srv)
         mmk__seg_info(srv->segs.v[i], &in);
         int e = save_contents(srv, srv->segs.v[i], in.size);
         if (e) {
-            mmk__log(srv, "cannot save segment %s: %s", in.name, mmk_strerror(e));
+            mmk__err(srv, "cannot save segment %s: %s", in.name, mmk_strerror(e));
             if (!first)
                 first = e;
         }
@@ -205,7 +205,7 @@ static int load_line(struct mmk__srv *srv, const char *line)
     s->mtime_ns = mtime;
     e = load_contents(srv, s);
     if (e)
-        mmk__log(srv, "segment %s: contents not restored: %s", name, mmk_strerror(e));
+        mmk__err(srv, "segment %s: contents not restored: %s", name, mmk_strerror(e));
     return 0;
 }
 
@@ -232,7 +232,7 @@ int mmk__persist_load(struct mmk__srv *srv)
     uint64_t next_seq = 0;
     if (!fgets(line, sizeof line, f) || sscanf(line, "mmkit-state 1 %" SCNu64, &next_seq) != 1) {
         fclose(f);
-        mmk__log(srv, "%s: not an mmkit state index; starting empty", path);
+        mmk__err(srv, "%s: not an mmkit state index; starting empty", path);
         return 0;
     }
     /* Sequence numbers go on where the last run stopped. */
@@ -243,7 +243,7 @@ int mmk__persist_load(struct mmk__srv *srv)
         lineno++;
         e = load_line(srv, line);
         if (e)
-            mmk__log(srv, "%s:%u: entry skipped: %s", path, lineno, mmk_strerror(e));
+            mmk__err(srv, "%s:%u: entry skipped: %s", path, lineno, mmk_strerror(e));
     }
     fclose(f);
     return 0;

@@ -1,8 +1,8 @@
 /*
  * server.c - mmkitd start-up and shutdown: the listening socket (bound to
  * a path, or handed over by systemd through LISTEN_FDS), the signals that
- * stop it (SIGTERM, SIGINT through a signalfd, so they are ordinary loop
- * events), and the final save to the state directory.
+ * stop it (SIGTERM, SIGINT, SIGHUP through a signalfd, so they are ordinary
+ * loop events), and the final save to the state directory.
  */
 #include "server.h"
 #include "sys.h"
@@ -21,16 +21,30 @@
 /* The first descriptor systemd passes (sd_listen_fds(3)). */
 #define SD_LISTEN_FDS_START 3
 
+static void vlog(const char *fmt, va_list ap)
+{
+    char line[1024];
+    vsnprintf(line, sizeof line, fmt, ap);
+    fprintf(stderr, "mmkitd: %s\n", line);
+}
+
 void mmk__log(const struct mmk__srv *srv, const char *fmt, ...)
 {
     if (srv->opts.quiet)
         return;
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    vlog(fmt, ap);
     va_end(ap);
-    fprintf(stderr, "mmkitd: %s\n", line);
+}
+
+void mmk__err(const struct mmk__srv *srv, const char *fmt, ...)
+{
+    (void)srv;
+    va_list ap;
+    va_start(ap, fmt);
+    vlog(fmt, ap);
+    va_end(ap);
 }
 
 static void on_listen(struct mmk__watch *w, uint32_t events)
@@ -45,7 +59,7 @@ static void on_signal(struct mmk__watch *w, uint32_t events)
     struct signalfd_siginfo si;
     (void)events;
     while (mmk__sys_read(w->fd, &si, sizeof si) == (ssize_t)sizeof si) {
-        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+        if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT || si.ssi_signo == SIGHUP) {
             mmk__log(srv, "signal %u: stopping", si.ssi_signo);
             srv->loop.stop = 1;
         }
@@ -110,12 +124,19 @@ static int socket_at(const char *path)
     return fd;
 }
 
+/* After each batch of loop events: the socket clients' deferred closes
+ * (and the index write).  The HTTP feed (http_srv.c) needs no hook here. */
+static void after_batch(void *arg)
+{
+    mmk__conn_after_batch(arg);
+}
+
 static int setup(struct mmk__srv *srv, const char *path)
 {
     int e = mmk__loop_init(&srv->loop);
     if (e)
         return e;
-    srv->loop.after_batch = mmk__conn_after_batch;
+    srv->loop.after_batch = after_batch;
     srv->loop.after_ctx = srv;
     e = mmk__events_init(&srv->events, (size_t)srv->opts.backlog, 1);
     if (!e)
@@ -126,7 +147,7 @@ static int setup(struct mmk__srv *srv, const char *path)
     if (srv->opts.state_dir) {
         e = mmk__persist_load(srv);
         if (e) {
-            mmk__log(srv, "state dir %s: %s", srv->opts.state_dir, mmk_strerror(e));
+            mmk__err(srv, "state dir %s: %s", srv->opts.state_dir, mmk_strerror(e));
             return e;
         }
     }
@@ -135,6 +156,7 @@ static int setup(struct mmk__srv *srv, const char *path)
     sigemptyset(&mask);
     sigaddset(&mask, SIGTERM);
     sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP); /* a closed terminal: stop cleanly, do not lose contents */
     e = mmk__sys_sigmask(SIG_BLOCK, &mask, NULL);
     int sfd = e ? e : mmk__sys_signalfd(&mask);
     if (sfd < 0)
@@ -149,11 +171,11 @@ static int setup(struct mmk__srv *srv, const char *path)
         lfd = socket_at(path);
         srv->own_socket = lfd >= 0;
         if (lfd == -EADDRINUSE)
-            mmk__log(srv, "%s: another server is running there", path);
+            mmk__err(srv, "%s: another server is running there", path);
         else if (lfd < 0)
-            mmk__log(srv, "%s: %s", path, mmk_strerror(lfd));
+            mmk__err(srv, "%s: %s", path, mmk_strerror(lfd));
     } else if (lfd < 0) {
-        mmk__log(srv, "LISTEN_FDS: descriptor 3 is not a Unix SOCK_SEQPACKET socket");
+        mmk__err(srv, "LISTEN_FDS: descriptor 3 is not a Unix SOCK_SEQPACKET socket");
     }
     if (lfd < 0)
         return lfd;
@@ -208,12 +230,16 @@ int mmk__server_run(const struct mmk__srv_opts *opts)
     srv->listen_w.fd = srv->signal_w.fd = -1;
     if (srv->opts.max_clients <= 0)
         srv->opts.max_clients = 4096;
+    if (srv->opts.max_per_uid <= 0)
+        srv->opts.max_per_uid = 1024;
     if (srv->opts.max_segments <= 0)
         srv->opts.max_segments = 65536;
     if (!srv->opts.max_size)
         srv->opts.max_size = (uint64_t)1 << 40;
     if (srv->opts.hello_ms <= 0)
         srv->opts.hello_ms = 5000;
+    if (srv->opts.http_heartbeat_ms <= 0)
+        srv->opts.http_heartbeat_ms = 15000;
     if (srv->opts.backlog <= 0)
         srv->opts.backlog = 4096;
     if (opts->socket_path) {
@@ -247,7 +273,7 @@ int mmk__server_run(const struct mmk__srv_opts *opts)
         }
         e = mmk__loop_run(&srv->loop);
         if (e)
-            mmk__log(srv, "event loop: %s", mmk_strerror(e));
+            mmk__err(srv, "event loop: %s", mmk_strerror(e));
         status = e ? 1 : 0;
     }
     teardown(srv, path, served);

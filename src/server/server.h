@@ -29,6 +29,7 @@ struct mmk__srv_opts {
     const char *socket_path;   /* NULL: mmk_server_default_path */
     const char *state_dir;     /* NULL: no persistence */
     int         max_clients;   /* 0: 4096 */
+    int         max_per_uid;   /* connections of one non-root uid, 0: 1024 */
     int         max_segments;  /* 0: 65536 */
     uint64_t    max_size;      /* per segment, 0: 1 TiB */
     int         hello_ms;      /* a new connection must say hello within this, 0: 5000 */
@@ -36,14 +37,13 @@ struct mmk__srv_opts {
     int         ready_fd;      /* >= 0: write one byte there once serving, then close it */
     int         quiet;         /* no start/stop lines on stderr */
     int         verbose;       /* a line per closed connection too */
-    /* The HTTP push feed (src/server/http*.c, docs/http.md); off when NULL. */
-    const char *http_addr;     /* "127.0.0.1:8077" */
-    int         http_any;      /* allow a non-loopback address */
-    int         http_all;      /* show every segment, not only other-readable ones */
-    int         http_heartbeat_ms; /* 0: 15000 */
+    const char *http_addr;     /* --http ADDR:PORT, NULL: no HTTP feed */
+    int         http_any;      /* --http-any: a non-loopback address is allowed */
+    int         http_all;      /* --http-all: show every segment, not only other-readable ones */
+    int         http_heartbeat_ms; /* comment line on idle /events streams, 0: 15000 */
 };
 
-/* Run a server until SIGTERM or SIGINT; then persist (with a state dir) and
+/* Run a server until SIGTERM, SIGINT or SIGHUP; then persist (with a state dir) and
  * return the process exit status.  Prints one line per fatal error. */
 int mmk__server_run(const struct mmk__srv_opts *opts);
 
@@ -166,8 +166,9 @@ uint64_t mmk__events_emit(struct mmk__events *e, unsigned kind, const struct mmk
 /* Sequence number of the last event emitted (0 if none). */
 uint64_t mmk__events_last(const struct mmk__events *e);
 /* Call fn for every kept event with seq > after, oldest first.  -ERANGE
- * (and no call) if events after `after` were already dropped from the ring:
- * the consumer must resynchronise (list the segments) instead. */
+ * (and no call) if events after `after` were already dropped from the ring,
+ * or `after` is beyond the last event (an id from a previous run without a
+ * state dir): the consumer must resynchronise (list the segments). */
 int  mmk__events_replay(const struct mmk__events *e, uint64_t after, mmk__event_sink fn, void *ctx);
 
 /* ---- conn.c --------------------------------------------------------------- */
@@ -278,7 +279,9 @@ struct mmk__http_srv;
 int  mmk__http_srv_start(struct mmk__srv *srv);
 void mmk__http_srv_stop(struct mmk__srv *srv);
 
-/* Log one line to stderr ("mmkitd: ...") unless quiet or verbose only. */
+/* One line to stderr ("mmkitd: ..."): mmk__log for news (not with --quiet),
+ * mmk__err for errors (always). */
 void mmk__log(const struct mmk__srv *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mmk__err(const struct mmk__srv *srv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif
