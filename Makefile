@@ -57,7 +57,7 @@ help:
 	@echo "make test-asan  the same under AddressSanitizer + UBSan (into build-asan/)"
 	@echo "make bench      build and run the benchmarks"
 	@echo "make install    install under PREFIX (default /usr/local), honours DESTDIR"
-	@echo "make fuzz       libFuzzer on mmkitd's message parser for FUZZ_TIME seconds (clang)"
+	@echo "make fuzz       libFuzzer on mmkitd's message and HTTP parsers, FUZZ_TIME s each (clang)"
 
 $(B)/obj/%.o: src/%.c include/mmkit.h $(wildcard src/*.h) | $(B)/obj
 	$(CC) $(LIB_CFLAGS) -c $< -o $@

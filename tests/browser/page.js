@@ -1,13 +1,32 @@
 // page.js - drive mmkitd's live page in headless Chromium (puppeteer-core).
-// usage: node page.js URL MMKIT SOCKET SCREENSHOT CHROMIUM
+// usage: node page.js URL MMKIT SOCKET SCREENSHOT CHROMIUM PIDFILE STATEDIR PORT
 // Checks: a segment created before load is shown; one created after load
 // appears within a second without a reload; a write changes its bar; the
-// page made no request after load other than its one event stream.
+// page made no request after load other than its one event stream; when
+// the server restarts, the stream reconnects by itself and goes on (the
+// server in PIDFILE runs with --daemon and STATEDIR).  That the browser
+// sends Last-Event-ID is its own business; the server's resume is tested
+// with curl (server_http.sh).
 'use strict';
 const { execFileSync } = require('child_process');
 const puppeteer = require('puppeteer-core');
 
-const [url, mmkit, sock, shot, chromium] = process.argv.slice(2);
+const fs = require('fs');
+const [url, mmkit, sock, shot, chromium, pidfile, statedir, port] = process.argv.slice(2);
+const sleep = ms => new Promise(r => setTimeout(r, ms));
+
+async function restartServer() {
+  const pid = Number(fs.readFileSync(pidfile, 'utf8'));
+  process.kill(pid, 'SIGTERM');
+  for (let i = 0; i < 300; i++) {
+    try { process.kill(pid, 0); } catch (e) { break; }
+    await sleep(20);
+  }
+  // The daemon keeps stderr: do not make it a pipe we would wait on.
+  const out = execFileSync(mmkit, ['server', '--daemon', '--quiet', '--socket', sock, '--state-dir', statedir,
+                                    '--http', '127.0.0.1:' + port], { stdio: ['ignore', 'pipe', 'inherit'] });
+  fs.writeFileSync(pidfile, String(out).trim());
+}
 const seg = (...args) => execFileSync(mmkit, ['seg', ...args, '--socket', sock], { input: args.input || '' });
 function fail(msg) { console.error('page.js: FAIL: ' + msg); process.exit(1); }
 
@@ -40,11 +59,18 @@ function fail(msg) { console.error('page.js: FAIL: ' + msg); process.exit(1); }
     await page.waitForSelector('rect.range', { timeout: 1000 }).catch(() => fail('the written range is not marked'));
     await page.screenshot({ path: shot });
 
+    // The server goes away and comes back: EventSource reconnects on its own.
+    await restartServer();
+    execFileSync(mmkit, ['seg', 'create', 'resumed', '4K', '--mode', '0644', '--socket', sock]);
+    await page.waitForSelector('#row-resumed', { timeout: 8000 }).catch(() => fail('no reconnect after a server restart'));
+    const streams = requests.filter(r => new URL(r.url).pathname === '/events');
+    if (streams.length !== 2) fail('expected 2 /events requests (one reconnect), saw ' + streams.length);
+
     const after = requests.filter(r => r.t >= loadedAt).map(r => new URL(r.url).pathname + new URL(r.url).search);
     const all = requests.map(r => new URL(r.url).pathname);
     const count = p => all.filter(x => x === p).length;
     if (count('/segments') !== 1) fail('/segments fetched ' + count('/segments') + ' times: ' + all.join(' '));
-    if (count('/events') !== 1) fail('/events opened ' + count('/events') + ' times: ' + all.join(' '));
+    if (count('/events') !== 2) fail('/events opened ' + count('/events') + ' times: ' + all.join(' '));
     const other = after.filter(p => p !== '/events' && p !== '/segments');
     if (other.length) fail('requests after load: ' + other.join(' '));
     if (all.some(p => !['/', '/segments', '/events'].includes(p))) fail('unexpected requests: ' + all.join(' '));

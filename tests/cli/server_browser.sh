@@ -20,17 +20,22 @@ fi
 
 tmp=$(mktemp -d)
 sock=$tmp/sock
-pid=""
 cleanup() {
-    [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+    # page.js restarts the server: the pid file names the current one.
+    if [ -s "$tmp/pid" ]; then
+        p=$(cat "$tmp/pid")
+        kill "$p" 2>/dev/null || true
+        i=0
+        while kill -0 "$p" 2>/dev/null && [ $i -lt 250 ]; do i=$((i + 1)); sleep 0.02; done
+    fi
     rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
 fail() { echo "server_browser.sh: FAIL: $*" >&2; exit 1; }
 
 port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
-"$mmkit" server --quiet --socket "$sock" --http "127.0.0.1:$port" &
-pid=$!
+"$mmkit" server --daemon --quiet --socket "$sock" --state-dir "$tmp/state" --http "127.0.0.1:$port" > "$tmp/pid" ||
+    fail "server did not start"
 i=0
 until "$mmkit" seg ls --socket "$sock" > /dev/null 2>&1; do
     i=$((i + 1)); [ $i -lt 300 ] || fail "server did not start"; sleep 0.02
@@ -39,6 +44,7 @@ done
 
 abs() { case $1 in /*) echo "$1" ;; *) echo "$PWD/$1" ;; esac; }
 NODE_PATH=$(abs "$B/npm/node_modules") node tests/browser/page.js "http://127.0.0.1:$port" \
-    "$(abs "$mmkit")" "$sock" "$(abs "$B/server-page.png")" "$chromium" || fail "the page test failed"
+    "$(abs "$mmkit")" "$sock" "$(abs "$B/server-page.png")" "$chromium" "$tmp/pid" "$tmp/state" "$port" ||
+    fail "the page test failed"
 [ -s "$B/server-page.png" ] || fail "no screenshot"
 exit 0
