@@ -42,6 +42,11 @@ CRIT_LIBS   = $$(pkg-config --libs criterion)
 
 LIB_SRC  := $(sort $(wildcard src/*.c))
 LIB_OBJ  := $(LIB_SRC:src/%.c=$(B)/obj/%.o)
+SRV_SRC  := $(sort $(wildcard src/server/*.c))
+SRV_OBJ  := $(SRV_SRC:src/server/%.c=$(B)/obj/server/%.o)
+# The HTTP feed's live page (src/server/page.html) and its library.
+SRV_OBJ  += $(B)/obj/server/http_page.o
+SRV_LIBS := -lmicrohttpd
 TOOL_SRC := $(sort $(wildcard tools/*.c))
 TOOL_OBJ := $(TOOL_SRC:tools/%.c=$(B)/obj/tools/%.o)
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
@@ -84,7 +89,11 @@ build-deps:
 $(B)/obj/tools/%.o: tools/%.c include/mmkit.h $(wildcard tools/*.h) $(wildcard examples/*.h) | $(B)/obj/tools
 	$(CC) $(ALL_CFLAGS) -Itools -c $< -o $@
 
-$(B)/obj $(B)/obj/tools $(B)/tests $(B)/bench $(B)/examples:
+# The daemon (mmkit server): not part of libmmkit, linked into the CLI.
+$(B)/obj/server/%.o: src/server/%.c include/mmkit.h $(wildcard src/*.h src/server/*.h) | $(B)/obj/server
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/obj $(B)/obj/tools $(B)/obj/server $(B)/tests $(B)/bench $(B)/examples:
 	@mkdir -p $@
 
 $(STATIC): $(LIB_OBJ)
@@ -99,8 +108,8 @@ $(SHARED): $(LIB_OBJ) src/libmmkit.map
 	ln -sf libmmkit.so.$(VERSION) $(B)/libmmkit.so.$(SOVERSION)
 	ln -sf libmmkit.so.$(SOVERSION) $(B)/libmmkit.so
 
-$(CLI): $(TOOL_OBJ) $(STATIC)
-	$(CC) $(ALL_CFLAGS) -o $@ $(TOOL_OBJ) $(STATIC) $(LDLIBS)
+$(CLI): $(TOOL_OBJ) $(SRV_OBJ) $(STATIC)
+	$(CC) $(ALL_CFLAGS) -o $@ $(TOOL_OBJ) $(SRV_OBJ) $(STATIC) $(SRV_LIBS) $(LDLIBS)
 
 # Helper programs that tests exec: plain programs, no test framework.
 $(B)/tests/helper_%: tests/helper_%.c $(STATIC) | $(B)/tests
@@ -110,6 +119,9 @@ $(B)/tests/helper_%: tests/helper_%.c $(STATIC) | $(B)/tests
 $(B)/tests/%: tests/%.c $(STATIC) $(wildcard tests/*.h) | deps $(B)/tests
 	$(CC) $(ALL_CFLAGS) $(CRIT_CFLAGS) -Itests -o $@ $< $(STATIC) $(CRIT_LIBS) $(LDLIBS)
 
+# This one compiles the server's event stream and segment table in.
+$(B)/tests/test_server_events: $(SRV_SRC) $(wildcard src/server/*.h)
+
 $(B)/bench/%: bench/%.c $(STATIC) $(wildcard bench/*.h) $(wildcard examples/*.h) | deps $(B)/bench
 	$(CC) $(ALL_CFLAGS) -Ibench -o $@ $< $(STATIC) -lsigsegv $(LDLIBS) -lm
 
@@ -117,6 +129,38 @@ $(B)/examples/%: examples/%.c $(STATIC) $(wildcard examples/*.h) | $(B)/examples
 	$(CC) $(ALL_CFLAGS) -o $@ $< $(STATIC) $(LDLIBS)
 
 examples: $(EXAMPLES)
+
+# ---- HTTP push feed (src/server/http*.c) ------------------------------------
+# GNU libmicrohttpd does the HTTP; the live page is embedded by http_page.S
+# (.incbin, run from the top directory).  Test programs and helpers named
+# test_http* / helper_http* link the feed too.
+# http_srv.c is the glue to mmkitd (struct mmk__srv): the CLI has it, the
+# feed's own tests and driver do not.
+HTTP_SRC := $(filter-out src/server/http_srv.c,$(sort $(wildcard src/server/http*.c)))
+HTTP_COBJ := $(HTTP_SRC:src/server/%.c=$(B)/obj/server/%.o)
+HTTP_OBJ := $(HTTP_COBJ) $(B)/obj/server/http_page.o
+HTTP_LIBS := -lmicrohttpd
+
+$(HTTP_COBJ): $(B)/obj/server/%.o: src/server/%.c include/mmkit.h src/sys.h $(wildcard src/server/http*.h) | deps $(B)/obj/server
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(B)/obj/server/http_page.o: src/server/http_page.S src/server/page.html | $(B)/obj/server
+	$(CC) -c $< -o $@
+
+$(B)/tests/test_http%: tests/test_http%.c $(HTTP_OBJ) $(STATIC) $(wildcard tests/*.h) | deps $(B)/tests
+	$(CC) $(ALL_CFLAGS) $(CRIT_CFLAGS) -Itests -Isrc/server -o $@ $< $(HTTP_OBJ) $(STATIC) $(CRIT_LIBS) $(HTTP_LIBS) $(LDLIBS)
+
+$(B)/tests/helper_http%: tests/helper_http%.c $(HTTP_OBJ) $(STATIC) | $(B)/tests
+	$(CC) $(ALL_CFLAGS) -Itests -Isrc/server -o $@ $< $(HTTP_OBJ) $(STATIC) $(HTTP_LIBS) $(LDLIBS)
+
+# libFuzzer on whatever a client sends the feed (fuzz/http_request.c): one
+# loopback connection per input through accept, libmicrohttpd and the routes.
+HTTP_FUZZ_SRC := $(HTTP_SRC) src/server/http_page.S src/sys.c src/sys_net.c src/sys_http.c
+$(B)/fuzz/http_request: fuzz/http_request.c $(HTTP_FUZZ_SRC) $(wildcard src/server/http*.h) src/server/page.html
+	@sh tools/deps.sh fuzz
+	@mkdir -p $(B)/fuzz
+	$(FUZZ_CC) $(BASE) -Isrc/server -g -O1 -fsanitize=fuzzer,address,undefined \
+	    -fno-sanitize-recover=undefined -o $@ fuzz/http_request.c $(HTTP_FUZZ_SRC) $(HTTP_LIBS) -pthread
 
 # Debian packages the tests and benchmarks need.  As root they are installed;
 # otherwise the exact apt-get line is printed and the build stops.
@@ -139,11 +183,13 @@ bench: $(BENCHES)
 demo: $(CLI)
 	@$(CLI) demo
 
-# libFuzzer targets for the parsers of untrusted input: fuzz/NAME.c is built
-# with clang against the library's sources and run for FUZZ_SECONDS on a
-# copy of its seed corpus fuzz/corpus/NAME (new inputs stay in the build dir).
-FUZZ_SRC     := $(sort $(wildcard fuzz/*.c))
-FUZZERS      := $(FUZZ_SRC:fuzz/%.c=$(B)/fuzz/%)
+# libFuzzer targets for the parsers of untrusted input (clang), each run for
+# FUZZ_SECONDS on a copy of its seed corpus fuzz/corpus/NAME (new inputs stay
+# in the build directory): the store's parsers (shm_parse), the report
+# grammar (report_text) and mmkitd's wire format (proto) are built against
+# the library's sources; the HTTP feed (http_request) has its rule above.
+FUZZ_NAMES   := proto report_text shm_parse http_request
+FUZZERS      := $(FUZZ_NAMES:%=$(B)/fuzz/%)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60
 $(B)/fuzz/%: fuzz/%.c $(LIB_SRC) include/mmkit.h $(wildcard src/*.h)
@@ -155,7 +201,8 @@ fuzz: $(FUZZERS)
 	@for f in $(FUZZERS); do n=$${f##*/}; c=$(B)/fuzz/corpus-$$n; mkdir -p $$c; \
 	    [ -d fuzz/corpus/$$n ] && cp fuzz/corpus/$$n/* $$c/ 2>/dev/null; \
 	    echo "fuzz: $$n for $(FUZZ_SECONDS) s"; \
-	    $$f -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=$(B)/fuzz/ $$c || exit 1; done
+	    $$f -max_total_time=$(FUZZ_SECONDS) -max_len=70000 -timeout=10 \
+	        -artifact_prefix=$(B)/fuzz/ $$c || exit 1; done
 
 # Rebuilt on every run: the paths in it depend on PREFIX/LIBDIR/INCLUDEDIR,
 # which may differ from one `make install` to the next.

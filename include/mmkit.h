@@ -786,6 +786,173 @@ MMK_API int mmk_fault_report(const mmk_fault *f, const char *text, unsigned flag
  */
 MMK_API char *mmk_report_symbolize(const char *text, size_t len, const char *debug_dir,
                                    size_t *out_len);
+/* ------------------------------------------------------------------------ */
+/* Segment server client (mmkitd)                                            */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * mmkitd owns shared-memory segments (sealed memfds) and hands descriptors
+ * to clients over a Unix SOCK_SEQPACKET socket after checking the peer's
+ * credentials against the segment's owner, group and mode, like a file.
+ * See mmk_client(3) and mmkit-server(1).
+ *
+ * A connection (mmk_client) is used by one thread at a time; open one per
+ * thread.  Every call that waits has a timeout (the connection's default,
+ * mmk_client_set_timeout, 5000 ms unless changed) and returns -ETIMEDOUT
+ * when it passes.  A server that goes away gives -EPIPE or -ECONNRESET.
+ * Errors the server reports come back as negative errno values: -ENOENT (no
+ * such segment), -EEXIST, -EACCES (mode forbids it), -EINVAL, -EFBIG (size
+ * above the server's limit), -EMFILE/-ENOSPC (a server limit), -EPROTO (the
+ * server could not parse a message).
+ *
+ * Segment names: 1 to MMK_SEG_NAME_MAX bytes of [A-Za-z0-9._-], not
+ * starting with '.'.
+ */
+#define MMK_SEG_NAME_MAX 255
+
+typedef struct mmk_client mmk_client;
+
+typedef struct mmk_seg_info {
+    char     name[MMK_SEG_NAME_MAX + 1];
+    uint64_t size;        /* bytes */
+    uint32_t mode;        /* permission bits, 0777 at most */
+    uint32_t uid, gid;    /* owner: the creator's credentials */
+    uint64_t version;     /* bumped by every publish and grow */
+    uint32_t holders;     /* opens not yet released (a connection's end releases its own) */
+    uint32_t subscribers; /* connections subscribed to this segment */
+    uint64_t mtime_ns;    /* CLOCK_REALTIME of the last change */
+} mmk_seg_info;
+
+/* Event kinds pushed to subscribers (and to the server's event stream). */
+enum {
+    MMK_EV_CREATE = 1, /* a segment was created */
+    MMK_EV_WRITE  = 2, /* a writer published [offset, offset + length), or a grow */
+    MMK_EV_REMOVE = 3, /* the name was removed */
+    MMK_EV_ATTACH = 4, /* a client opened the segment (holders went up) */
+    MMK_EV_DETACH = 5  /* a holder released it or its connection ended */
+};
+
+typedef struct mmk_seg_event {
+    uint64_t     seq;     /* server-wide sequence number, increasing by one per event */
+    unsigned     kind;    /* MMK_EV_* */
+    uint64_t     offset;  /* MMK_EV_WRITE: the range published */
+    uint64_t     length;
+    mmk_seg_info info;    /* the segment as it was right after the change */
+} mmk_seg_event;
+
+/* Open flags. */
+enum { MMK_SEG_RDONLY = 0, MMK_SEG_RDWR = 1 };
+
+/*
+ * The socket path a server or client uses when given none: $MMKIT_SOCKET,
+ * else $XDG_RUNTIME_DIR/mmkit.sock, else /run/mmkit.sock.  Writes it to buf
+ * (NUL-terminated) and returns its length, or -ENAMETOOLONG.
+ */
+MMK_API int mmk_server_default_path(char *buf, size_t cap);
+
+/*
+ * Connect to the server at path (NULL: mmk_server_default_path) and say
+ * hello, waiting at most timeout_ms (<= 0: 5000) for its answer.  NULL and
+ * errno on failure (ENOENT/ECONNREFUSED: no server, ETIMEDOUT, EPROTO: it
+ * is not an mmkit server of a version this library speaks).
+ */
+MMK_API mmk_client *mmk_client_connect(const char *path, int timeout_ms);
+/* Close the connection; the server releases its opens and subscriptions.
+ * Descriptors returned by mmk_seg_open stay valid.  NULL is ignored. */
+MMK_API void mmk_client_close(mmk_client *c);
+/* The connection's socket, for poll/epoll: readable when a reply or an
+ * event may be waiting (then call mmk_client_recv with timeout 0).  Replies
+ * or events already read and queued by a synchronous call make no noise on
+ * it: check mmk_client_pending first. */
+MMK_API int mmk_client_fd(const mmk_client *c);
+/* Number of replies and events read from the socket but not yet taken. */
+MMK_API size_t mmk_client_pending(const mmk_client *c);
+/* Timeout of the synchronous calls, in ms (> 0). */
+MMK_API int mmk_client_set_timeout(mmk_client *c, int timeout_ms);
+
+/* Synchronous calls: send one request, wait for its reply.  Replies to
+ * asynchronous requests and events that arrive meanwhile are queued. */
+
+/* Create name with size bytes (zero-filled) and mode (<= 0777), owned by
+ * the caller's uid and gid.  size may be 0 (grow it later). */
+MMK_API int mmk_seg_create(mmk_client *c, const char *name, uint64_t size, unsigned mode);
+/*
+ * Open name for reading (MMK_SEG_RDONLY) or reading and writing
+ * (MMK_SEG_RDWR).  Returns a new descriptor (close-on-exec) that the caller
+ * owns, and fills *info (may be NULL).  A read-only descriptor can never be
+ * made to write the segment: mmap PROT_WRITE MAP_SHARED and a later mprotect
+ * fail, and reopening /proc/self/fd/N read-write is refused to anyone but
+ * the server's own uid and root.  The segment can never shrink (F_SEAL_SHRINK):
+ * mapping its whole size is always safe.  The open counts as one holder
+ * until mmk_seg_release or the end of the connection.
+ */
+MMK_API int mmk_seg_open(mmk_client *c, const char *name, unsigned flags, mmk_seg_info *info);
+/* Release one open of name made on this connection (holders go down). */
+MMK_API int mmk_seg_release(mmk_client *c, const char *name);
+MMK_API int mmk_seg_stat(mmk_client *c, const char *name, mmk_seg_info *info);
+/* Call fn for every segment, in name order; a non-zero return from fn
+ * stops the walk and is returned. */
+MMK_API int mmk_seg_list(mmk_client *c, int (*fn)(const mmk_seg_info *info, void *ctx), void *ctx);
+/* Remove the name now (owner or root only); the memory goes when the last
+ * descriptor to it is closed. */
+MMK_API int mmk_seg_remove(mmk_client *c, const char *name);
+/* Grow to size bytes (write permission; never shrinks: -EINVAL). */
+MMK_API int mmk_seg_grow(mmk_client *c, const char *name, uint64_t size);
+/* Subscribe to name's events (read permission); NULL or "" subscribes to
+ * every segment the caller may read, new ones included. */
+MMK_API int mmk_seg_subscribe(mmk_client *c, const char *name);
+MMK_API int mmk_seg_unsubscribe(mmk_client *c, const char *name);
+/* Tell subscribers that [offset, offset + length) changed (write
+ * permission; length 0: the whole segment).  *version (may be NULL) gets
+ * the new version. */
+MMK_API int mmk_seg_publish(mmk_client *c, const char *name, uint64_t offset, uint64_t length,
+                            uint64_t *version);
+/* Wait up to timeout_ms (< 0: the connection's timeout; 0: do not wait) for
+ * the next event; replies to asynchronous requests stay queued. */
+MMK_API int mmk_seg_next_event(mmk_client *c, mmk_seg_event *ev, int timeout_ms);
+
+/*
+ * Asynchronous calls: mmk_client_submit sends a request and returns its id
+ * (> 0) at once; mmk_client_recv takes the next reply or event, whichever
+ * came first, in any order relative to submission.  Many requests may be
+ * outstanding.  Every op except MMK_OP_LIST may be submitted.
+ */
+enum {
+    MMK_OP_CREATE = 2, MMK_OP_OPEN = 3, MMK_OP_STAT = 4, MMK_OP_LIST = 5,
+    MMK_OP_REMOVE = 6, MMK_OP_GROW = 7, MMK_OP_SUBSCRIBE = 8,
+    MMK_OP_UNSUBSCRIBE = 9, MMK_OP_PUBLISH = 10, MMK_OP_RELEASE = 11,
+    MMK_OP_PING = 12
+};
+
+typedef struct mmk_request {
+    unsigned    op;     /* MMK_OP_* */
+    const char *name;
+    uint64_t    size;   /* CREATE, GROW */
+    uint64_t    offset; /* PUBLISH */
+    uint64_t    length; /* PUBLISH */
+    unsigned    mode;   /* CREATE */
+    unsigned    flags;  /* OPEN: MMK_SEG_RDONLY or MMK_SEG_RDWR */
+} mmk_request;
+
+enum { MMK_MSG_REPLY = 1, MMK_MSG_EVENT = 2 };
+
+typedef struct mmk_message {
+    unsigned      kind;   /* MMK_MSG_REPLY or MMK_MSG_EVENT */
+    uint32_t      id;     /* REPLY: the id mmk_client_submit returned */
+    unsigned      op;     /* REPLY: the request's op */
+    int           status; /* REPLY: 0 or a negative errno */
+    int           fd;     /* REPLY to OPEN with status 0: the caller owns it; else -1 */
+    uint64_t      version;/* REPLY to PUBLISH */
+    mmk_seg_info  info;   /* REPLY to CREATE, OPEN, STAT, GROW, PUBLISH */
+    mmk_seg_event event;  /* EVENT */
+} mmk_message;
+
+/* Returns the request id (> 0), or -EINVAL (bad op, name or flags),
+ * -ETIMEDOUT (the socket stayed full for the connection's timeout), -EPIPE. */
+MMK_API int mmk_client_submit(mmk_client *c, const mmk_request *req);
+/* 0 and *m filled, or -ETIMEDOUT after timeout_ms (< 0: the connection's
+ * timeout; 0: only what is already there), -EPIPE/-ECONNRESET, -EPROTO. */
+MMK_API int mmk_client_recv(mmk_client *c, mmk_message *m, int timeout_ms);
 
 #ifdef __cplusplus
 }

@@ -154,6 +154,58 @@ int mmk__sys_renameat(int olddir, const char *oldname, int newdir, const char *n
 /* ioctl(2) with a pointer argument (PROCMAP_QUERY on /proc/self/maps).
  * Retries EINTR.  Returns the ioctl's result. */
 int mmk__sys_ioctl(int fd, unsigned long request, void *arg);
+/* ---- additions for the segment server (src/server/, src/client.c) ------- */
+/* Implemented in src/sys_net.c.  Each retries EINTR where a retry is safe. */
+
+#include <poll.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+/* socket(2) with SOCK_CLOEXEC added.  Returns the fd. */
+int mmk__sys_socket(int domain, int type, int protocol);
+int mmk__sys_bind(int fd, const struct sockaddr *addr, socklen_t len);
+int mmk__sys_listen(int fd, int backlog);
+/* accept4(2) with SOCK_CLOEXEC | SOCK_NONBLOCK.  Returns the fd. */
+int mmk__sys_accept(int fd);
+/* connect(2); EINTR is reported as -EINTR (the connect goes on). */
+int mmk__sys_connect(int fd, const struct sockaddr *addr, socklen_t len);
+/* sendmsg/recvmsg; return the byte count.  MSG_NOSIGNAL is always added to
+ * sendmsg (a closed peer is -EPIPE, never SIGPIPE). */
+ssize_t mmk__sys_sendmsg(int fd, const struct msghdr *msg, int flags);
+ssize_t mmk__sys_recvmsg(int fd, struct msghdr *msg, int flags);
+int mmk__sys_getsockopt(int fd, int level, int name, void *val, socklen_t *len);
+int mmk__sys_setsockopt(int fd, int level, int name, const void *val, socklen_t len);
+/* poll(2); the ready count (0 on timeout). */
+int mmk__sys_poll(struct pollfd *fds, nfds_t n, int timeout_ms);
+/* epoll_create1(EPOLL_CLOEXEC), epoll_ctl, epoll_wait (count ready). */
+int mmk__sys_epoll_create(void);
+int mmk__sys_epoll_ctl(int epfd, int op, int fd, struct epoll_event *ev);
+int mmk__sys_epoll_wait(int epfd, struct epoll_event *evs, int max, int timeout_ms);
+/* signalfd(-1, mask, SFD_CLOEXEC | SFD_NONBLOCK).  Returns the fd. */
+int mmk__sys_signalfd(const sigset_t *mask);
+int mmk__sys_fchmod(int fd, mode_t mode);
+int mmk__sys_rename(const char *from, const char *to);
+/* (chmod, mkdir and pread: in the SysV shm section above.) */
+/* RLIMIT_NOFILE: raise the soft limit to the hard one; returns the limit. */
+int mmk__sys_raise_nofile(void);
+
+/* ---- additions for the HTTP feed (src/server/http*.c) -------------------- */
+/* Implemented in src/sys_http.c. */
+
+#include <stdint.h>
+
+/* getsockname(2) / getpeername(2). */
+int mmk__sys_getsockname(int fd, struct sockaddr *addr, socklen_t *len);
+int mmk__sys_getpeername(int fd, struct sockaddr *addr, socklen_t *len);
+/* shutdown(2). */
+int mmk__sys_shutdown(int fd, int how);
+/* send(2) with MSG_NOSIGNAL | MSG_DONTWAIT added: what fits now; the count. */
+ssize_t mmk__sys_send_now(int fd, const void *buf, size_t len);
+/* recv(2) with MSG_DONTWAIT added: what is there now; the count. */
+ssize_t mmk__sys_recv_now(int fd, void *buf, size_t len);
+/* CLOCK_MONOTONIC in milliseconds. */
+uint64_t mmk__sys_monotonic_ms(void);
 
 #endif
 

@@ -14,6 +14,7 @@ static const struct {
     { "snapshot", "Regions and snapshots: unlimited, nested, copy-on-write", demo_region },
     { "shm", "SysV shared memory over files: segments that outlive their processes", demo_shm },
     { "gc", "A lazy copying garbage collector: pauses that follow the roots", demo_gc },
+    { "server", "mmkitd: segments handed out by a server, with pushed events", demo_server },
 };
 
 #define NCHAPTERS (sizeof chapters / sizeof chapters[0])

@@ -12,6 +12,9 @@ if [ "${1:-}" != build ]; then # `deps.sh build`: only what the library needs
 command -v objcopy >/dev/null 2>&1 || missing="$missing binutils"
 pkg-config --exists criterion 2>/dev/null || missing="$missing libcriterion-dev"
 [ -f /usr/include/sigsegv.h ] || missing="$missing libsigsegv-dev"
+# HTTP push feed: libmicrohttpd builds it, curl drives its tests.
+[ -f /usr/include/microhttpd.h ] || missing="$missing libmicrohttpd-dev"
+command -v curl >/dev/null 2>&1 || missing="$missing curl"
 command -v pkg-config >/dev/null 2>&1 || missing="$missing pkgconf"
 # SysV shm: Python's sysv_ipc is the unmodified client of tests/cli/shm_python.sh.
 /usr/bin/python3 -c 'import sysv_ipc' 2>/dev/null || missing="$missing python3-sysv-ipc"

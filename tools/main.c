@@ -35,6 +35,9 @@ static const struct {
     { "ipcs", cmd_ipcs, "list mmkit's SysV segments (ipcs [--json] [-l])" },
     { "ipcrm", cmd_ipcrm, "remove mmkit SysV segments (ipcrm -m ID | -M KEY | --all)" },
     { "symbolize", cmd_symbolize, "name the frames of a fault report (symbolize [--debug-dir DIR] < REPORT)" },
+    { "server", cmd_server, "run mmkitd, the segment server (server --help)" },
+    { "seg", cmd_seg, "segments of a running server: create, ls, stat, rm, write, cat, ..." },
+    { "watch", cmd_watch, "print a segment's events as they arrive (watch [NAME] [--json])" },
     { "version", cmd_version, "print the library version" },
     { "help", cmd_help, "this list" },
 };

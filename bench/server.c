@@ -1,0 +1,353 @@
+/*
+ * bench/server.c - mmkitd under load, each number next to its floor:
+ *
+ *  1. 1,000 clients connected at once, each opening (one outstanding
+ *     request per client) and mapping a segment: opens per second, errors.
+ *  2. Event latency, publish to receipt, to 100 subscribers (p50, p99), vs
+ *     the floor: one SOCK_SEQPACKET datagram from one process to another.
+ *  3. The same with 500 idle connections held open (p99 ratio to 2).
+ *  4. Opening and mapping a segment through mmkitd vs shm_open + mmap.
+ *
+ * The server is build/mmkit server on a private socket.
+ */
+#include "bench.h"
+#include "mmkit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CLIENTS 1000
+#define SUBSCRIBERS 100
+#define IDLE 500
+#define EVENTS 300
+#define SLOTS 1024
+
+static char sock_path[108];
+static pid_t server_pid;
+
+static void start_server(const char *argv0)
+{
+    char bin[4096], dir[4096];
+    snprintf(dir, sizeof dir, "%s", argv0);
+    snprintf(bin, sizeof bin, "%s/../mmkit", dirname(dir));
+    snprintf(sock_path, sizeof sock_path, "/tmp/mmkitd-bench-%d.sock", (int)getpid());
+    server_pid = fork();
+    if (server_pid == 0) {
+        execl(bin, bin, "server", "--quiet", "--socket", sock_path, (char *)NULL);
+        _exit(127);
+    }
+    for (int i = 0; i < 500; i++) {
+        mmk_client *c = mmk_client_connect(sock_path, 1000);
+        if (c) {
+            mmk_client_close(c);
+            return;
+        }
+        usleep(10000);
+    }
+    fprintf(stderr, "bench/server: the server did not start (%s)\n", bin);
+    exit(1);
+}
+
+static void stop_server(void)
+{
+    kill(server_pid, SIGTERM);
+    waitpid(server_pid, NULL, 0);
+}
+
+static mmk_client *must_connect(void)
+{
+    mmk_client *c = mmk_client_connect(sock_path, 10000);
+    if (!c) {
+        fprintf(stderr, "bench/server: connect: %s\n", strerror(errno));
+        exit(1);
+    }
+    return c;
+}
+
+/* ---- 1. many clients opening at once ------------------------------------------ */
+
+static double many_opens(mmk_client **cl, int *errors)
+{
+    double t0 = bench_now();
+    for (int i = 0; i < CLIENTS; i++) {
+        mmk_request q = { .op = MMK_OP_OPEN, .name = "many", .flags = MMK_SEG_RDONLY };
+        if (mmk_client_submit(cl[i], &q) <= 0)
+            ++*errors;
+    }
+    for (int i = 0; i < CLIENTS; i++) {
+        mmk_message m;
+        if (mmk_client_recv(cl[i], &m, 10000) != 0 || m.status != 0 || m.fd < 0) {
+            ++*errors;
+            continue;
+        }
+        void *p = mmap(NULL, 65536, PROT_READ, MAP_SHARED, m.fd, 0);
+        if (p == MAP_FAILED || ((volatile char *)p)[4096] != 0)
+            ++*errors;
+        else
+            munmap(p, 65536);
+        close(m.fd);
+    }
+    double dt = bench_now() - t0;
+    for (int i = 0; i < CLIENTS; i++)
+        mmk_seg_release(cl[i], "many");
+    return CLIENTS / dt;
+}
+
+/* ---- 2, 3. event latency ------------------------------------------------------ */
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double pct(double *v, int n, double p)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    int i = (int)(p * (n - 1));
+    return v[i];
+}
+
+/* In a child: 100 subscribers on one epoll loop; write each latency (µs) to
+ * the pipe.  The publish time of version v is in slot v % SLOTS. */
+static void subscribers_child(int out)
+{
+    mmk_client *c[SUBSCRIBERS];
+    int ep = epoll_create1(0);
+    mmk_client *m = must_connect();
+    int fd = mmk_seg_open(m, "lat", MMK_SEG_RDONLY, NULL);
+    const volatile double *slots = mmap(NULL, SLOTS * sizeof(double), PROT_READ, MAP_SHARED, fd, 0);
+    for (int i = 0; i < SUBSCRIBERS; i++) {
+        c[i] = must_connect();
+        mmk_seg_subscribe(c[i], "lat");
+        struct epoll_event ev = { .events = EPOLLIN, .data.u32 = (uint32_t)i };
+        epoll_ctl(ep, EPOLL_CTL_ADD, mmk_client_fd(c[i]), &ev);
+    }
+    char ready = 1;
+    if (write(out, &ready, 1) != 1)
+        _exit(1);
+    /* Kept here and written at the end: a full pipe must not slow receipt. */
+    static double lat[SUBSCRIBERS * EVENTS];
+    int got = 0;
+    while (got < SUBSCRIBERS * EVENTS) {
+        struct epoll_event evs[64];
+        int n = epoll_wait(ep, evs, 64, 5000);
+        if (n <= 0)
+            break;
+        for (int k = 0; k < n; k++) {
+            mmk_seg_event e;
+            while (got < SUBSCRIBERS * EVENTS && mmk_seg_next_event(c[evs[k].data.u32], &e, 0) == 0)
+                lat[got++] = (bench_now() - slots[e.info.version % SLOTS]) * 1e6;
+        }
+    }
+    size_t bytes = (size_t)got * sizeof(double);
+    for (size_t off = 0; off < bytes;) {
+        ssize_t w = write(out, (char *)lat + off, bytes - off);
+        if (w <= 0)
+            _exit(1);
+        off += (size_t)w;
+    }
+    _exit(0);
+}
+
+static void event_latency(double *p50, double *p99)
+{
+    int p[2];
+    if (pipe(p) != 0)
+        exit(1);
+    mmk_client *pub = must_connect();
+    mmk_seg_create(pub, "lat", SLOTS * sizeof(double), 0644);
+    int fd = mmk_seg_open(pub, "lat", MMK_SEG_RDWR, NULL);
+    volatile double *slots = mmap(NULL, SLOTS * sizeof(double), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    fflush(NULL);
+    pid_t kid = fork();
+    if (kid == 0) {
+        close(p[0]);
+        subscribers_child(p[1]);
+    }
+    close(p[1]);
+    char ready;
+    if (read(p[0], &ready, 1) != 1)
+        exit(1);
+    mmk_seg_info in;
+    mmk_seg_stat(pub, "lat", &in);
+    uint64_t v = in.version;
+    static double lat[SUBSCRIBERS * EVENTS];
+    for (int i = 0; i < EVENTS; i++) {
+        slots[(v + 1) % SLOTS] = bench_now();
+        mmk_seg_publish(pub, "lat", 0, 8, &v);
+        usleep(2000);
+    }
+    size_t got = 0, want = sizeof lat;
+    for (ssize_t r; got < want && (r = read(p[0], (char *)lat + got, want - got)) > 0;)
+        got += (size_t)r;
+    int n = (int)(got / sizeof(double));
+    waitpid(kid, NULL, 0);
+    close(p[0]);
+    *p50 = pct(lat, n, 0.50);
+    *p99 = pct(lat, n, 0.99);
+    if (n != SUBSCRIBERS * EVENTS)
+        printf("(only %d of %d events arrived)\n", n, SUBSCRIBERS * EVENTS);
+    munmap((void *)slots, SLOTS * sizeof(double));
+    close(fd);
+    mmk_seg_remove(pub, "lat");
+    mmk_client_close(pub);
+}
+
+/* The floor: one datagram, one process to another, send time inside. */
+static void bare_latency(double *p50, double *p99)
+{
+    int sv[2], p[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) != 0 || pipe(p) != 0)
+        exit(1);
+    fflush(NULL);
+    pid_t kid = fork();
+    if (kid == 0) {
+        close(sv[0]);
+        for (int i = 0; i < EVENTS * 10; i++) {
+            double t;
+            if (recv(sv[1], &t, sizeof t, 0) != (ssize_t)sizeof t)
+                _exit(1);
+            double us = (bench_now() - t) * 1e6;
+            if (write(p[1], &us, sizeof us) != (ssize_t)sizeof us)
+                _exit(1);
+        }
+        _exit(0);
+    }
+    close(sv[1]);
+    close(p[1]);
+    static double lat[EVENTS * 10];
+    int n = 0;
+    for (int i = 0; i < EVENTS * 10; i++) {
+        double t = bench_now();
+        if (send(sv[0], &t, sizeof t, 0) != (ssize_t)sizeof t)
+            break;
+        if (read(p[0], &lat[n], sizeof lat[n]) == (ssize_t)sizeof lat[n])
+            n++;
+        usleep(200);
+    }
+    waitpid(kid, NULL, 0);
+    close(sv[0]);
+    close(p[0]);
+    *p50 = pct(lat, n, 0.50);
+    *p99 = pct(lat, n, 0.99);
+}
+
+/* ---- 4. open through mmkitd vs shm_open ------------------------------------------ */
+
+#define OPENS 2000
+
+static double open_mmkitd(mmk_client *c)
+{
+    double t0 = bench_now();
+    for (int i = 0; i < OPENS; i++) {
+        int fd = mmk_seg_open(c, "direct", MMK_SEG_RDONLY, NULL);
+        void *p = mmap(NULL, 65536, PROT_READ, MAP_SHARED, fd, 0);
+        munmap(p, 65536);
+        close(fd);
+    }
+    double dt = (bench_now() - t0) / OPENS * 1e6;
+    for (int i = 0; i < OPENS; i++)
+        mmk_seg_release(c, "direct");
+    return dt;
+}
+
+static double ping_mmkitd(mmk_client *c)
+{
+    double t0 = bench_now();
+    for (int i = 0; i < OPENS; i++) {
+        mmk_request q = { .op = MMK_OP_PING };
+        mmk_message m;
+        mmk_client_submit(c, &q);
+        mmk_client_recv(c, &m, 5000);
+    }
+    return (bench_now() - t0) / OPENS * 1e6;
+}
+
+static double open_shm(const char *name)
+{
+    double t0 = bench_now();
+    for (int i = 0; i < OPENS; i++) {
+        int fd = shm_open(name, O_RDONLY, 0);
+        void *p = mmap(NULL, 65536, PROT_READ, MAP_SHARED, fd, 0);
+        munmap(p, 65536);
+        close(fd);
+    }
+    return (bench_now() - t0) / OPENS * 1e6;
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    start_server(argv[0]);
+    mmk_client *admin = must_connect();
+
+    /* 1 */
+    mmk_seg_create(admin, "many", 65536, 0644);
+    static mmk_client *cl[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++)
+        cl[i] = must_connect();
+    double rate[5];
+    int errors = 0;
+    for (int r = 0; r < 5; r++)
+        rate[r] = many_opens(cl, &errors);
+    for (int i = 0; i < CLIENTS; i++)
+        mmk_client_close(cl[i]);
+    bench_header("server/clients", "1,000 clients connected at once, each opening and mapping a segment");
+    bench_row("opens + mmap per second, 1,000 clients", bench_median(rate, 5), "opens/s", 0);
+    printf("| errors | %d | count | goal 0 |\n", errors);
+
+    /* 2, 3 */
+    double f50, f99, e50, e99, i50, i99;
+    bare_latency(&f50, &f99);
+    event_latency(&e50, &e99);
+    static mmk_client *idle[IDLE];
+    for (int i = 0; i < IDLE; i++)
+        idle[i] = must_connect();
+    event_latency(&i50, &i99);
+    for (int i = 0; i < IDLE; i++)
+        mmk_client_close(idle[i]);
+    bench_header("server/events", "publish to receipt by 100 subscribers (the floor: one SOCK_SEQPACKET datagram between two processes)");
+    bench_row("floor: bare SOCK_SEQPACKET send to receive, p50", f50, "us", 0);
+    bench_row("event to 100 subscribers, p50 (goal <= 3x floor)", e50, "us", f50);
+    bench_row("floor p99", f99, "us", 0);
+    bench_row("event to 100 subscribers, p99", e99, "us", 0);
+    bench_row("event to 100 subscribers, 500 idle connections, p50", i50, "us", e50);
+    bench_row("event to 100 subscribers, 500 idle connections, p99 (goal <= 1.5x)", i99, "us", e99);
+
+    /* 4 */
+    mmk_seg_create(admin, "direct", 65536, 0644);
+    char shm_name[64];
+    snprintf(shm_name, sizeof shm_name, "/mmkit-bench-%d", (int)getpid());
+    int sfd = shm_open(shm_name, O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (sfd < 0 || ftruncate(sfd, 65536) != 0) {
+        perror("shm_open");
+        return 1;
+    }
+    close(sfd);
+    double a[BENCH_RUNS], b[BENCH_RUNS], c[BENCH_RUNS];
+    for (int r = 0; r < BENCH_RUNS; r++) {
+        a[r] = open_shm(shm_name);
+        b[r] = open_mmkitd(admin);
+        c[r] = ping_mmkitd(admin);
+    }
+    shm_unlink(shm_name);
+    bench_header("server/open", "open a 64 KiB segment and map it (read-only), then unmap and close");
+    double an = bench_median(a, BENCH_RUNS);
+    bench_row("shm_open + mmap (anchor)", an, "us", 0);
+    bench_row("mmk_seg_open through mmkitd + mmap (goal <= 3x)", bench_median(b, BENCH_RUNS), "us", an);
+    bench_row("mmkitd round trip (ping), for scale", bench_median(c, BENCH_RUNS), "us", an);
+
+    mmk_client_close(admin);
+    stop_server();
+    return errors ? 1 : 0;
+}
