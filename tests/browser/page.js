@@ -17,6 +17,8 @@ const sleep = ms => new Promise(r => setTimeout(r, ms));
 
 async function restartServer() {
   const pid = Number(fs.readFileSync(pidfile, 'utf8'));
+  // Never 0 or -1: kill() would signal the whole process group.
+  if (!Number.isInteger(pid) || pid <= 1) fail('no server pid in ' + pidfile);
   process.kill(pid, 'SIGTERM');
   for (let i = 0; i < 300; i++) {
     try { process.kill(pid, 0); } catch (e) { break; }
@@ -25,7 +27,9 @@ async function restartServer() {
   // The daemon keeps stderr: do not make it a pipe we would wait on.
   const out = execFileSync(mmkit, ['server', '--daemon', '--quiet', '--socket', sock, '--state-dir', statedir,
                                     '--http', '127.0.0.1:' + port], { stdio: ['ignore', 'pipe', 'inherit'] });
-  fs.writeFileSync(pidfile, String(out).trim());
+  const fresh = String(out).trim();
+  if (!/^[0-9]+$/.test(fresh) || Number(fresh) <= 1) fail('the restarted server printed no pid: ' + fresh);
+  fs.writeFileSync(pidfile, fresh);
 }
 const seg = (...args) => execFileSync(mmkit, ['seg', ...args, '--socket', sock], { input: args.input || '' });
 function fail(msg) { console.error('page.js: FAIL: ' + msg); process.exit(1); }

@@ -22,8 +22,9 @@ tmp=$(mktemp -d)
 sock=$tmp/sock
 cleanup() {
     # page.js restarts the server: the pid file names the current one.
-    if [ -s "$tmp/pid" ]; then
-        p=$(cat "$tmp/pid")
+    p=$(cat "$tmp/pid" 2>/dev/null || true)
+    case $p in ''|*[!0-9]*|0|1) p="" ;; esac # never kill 0: that is the whole group
+    if [ -n "$p" ]; then
         kill "$p" 2>/dev/null || true
         i=0
         while kill -0 "$p" 2>/dev/null && [ $i -lt 250 ]; do i=$((i + 1)); sleep 0.02; done
@@ -36,6 +37,7 @@ fail() { echo "server_browser.sh: FAIL: $*" >&2; exit 1; }
 port=$(node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})')
 "$mmkit" server --daemon --quiet --socket "$sock" --state-dir "$tmp/state" --http "127.0.0.1:$port" > "$tmp/pid" ||
     fail "server did not start"
+grep -Eq '^[0-9]+$' "$tmp/pid" || fail "server --daemon printed no pid: $(cat "$tmp/pid")"
 i=0
 until "$mmkit" seg ls --socket "$sock" > /dev/null 2>&1; do
     i=$((i + 1)); [ $i -lt 300 ] || fail "server did not start"; sleep 0.02
