@@ -149,11 +149,21 @@ static int read_datagram(mmk_client *c, int64_t deadline, int *fd)
         char space[CMSG_SPACE(4 * sizeof(int))];
     } ctl;
     *fd = -1;
+    int reset = 0;
     for (;;) {
         struct iovec iov = { c->buf, sizeof c->buf };
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
                              .msg_control = ctl.space, .msg_controllen = sizeof ctl.space };
         ssize_t n = mmk__sys_recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        /* A server that hung up with our request unread makes the kernel
+         * report ECONNRESET once, before the messages it sent: read those
+         * first (the last one may say why, such as a limit). */
+        if (n == -ECONNRESET && !reset) {
+            reset = 1;
+            continue;
+        }
+        if (reset && (n == -EAGAIN || n == 0))
+            return -ECONNRESET;
         if (n == -EAGAIN) {
             if (deadline <= now_ms())
                 return -ETIMEDOUT; /* nothing there and no time to wait */

@@ -109,7 +109,8 @@ stop
 
 # --daemon detaches and prints the pid; SIGTERM stops it
 dpid=$("$mmkit" server --daemon --quiet --socket "$sock")
-[ -n "$dpid" ] && kill -0 "$dpid" || fail "--daemon printed '$dpid'"
+case $dpid in ''|*[!0-9]*|0|1) fail "--daemon printed '$dpid', not a pid" ;; esac # kill 0 would hit the group
+kill -0 "$dpid" || fail "--daemon printed '$dpid', which is not running"
 m seg create via-daemon 4K || fail "daemon does not serve"
 kill -TERM "$dpid"
 i=0
