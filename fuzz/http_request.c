@@ -64,6 +64,7 @@ static void setup(void)
         publish(); /* more than the backlog: resumes from old ids reset */
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (!feed)
