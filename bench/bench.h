@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <libgen.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -120,6 +121,18 @@ static inline void bench_wait_server(const char *who, const char *sock, const ch
     }
     fprintf(stderr, "%s: the server did not start (%s)\n", who, bin);
     exit(1);
+}
+
+/* Make h (SA_SIGINFO, SA_NODEFER: it may fault again at once) the SIGSEGV
+ * handler, for the bare-signal floors.  0 or -1. */
+static inline int bench_on_segv(void (*h)(int, siginfo_t *, void *))
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = h;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    return sigaction(SIGSEGV, &sa, NULL) != 0 ? -1 : 0;
 }
 
 #endif

@@ -166,16 +166,10 @@ static double sample(const struct bench_case *c, double *setup_ms)
     switch (c->method) {
     case M_MPROTECT:
         break;
-    case M_BARE: {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = bare_handler;
-        sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-        sigemptyset(&sa.sa_mask);
-        if (sigaction(SIGSEGV, &sa, NULL) != 0)
+    case M_BARE:
+        if (bench_on_segv(bare_handler) != 0)
             return -1;
         break;
-    }
     case M_SIGSEGV:
         sigsegv_init(&dispatcher);
         for (size_t i = 0; i < n; i++)

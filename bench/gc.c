@@ -213,12 +213,7 @@ static int floors_fn(int bytes_mib, void *out)
     f->memcpy_ms = (bench_now() - t0) * 1e3;
 
     floor_page = (size_t)sysconf(_SC_PAGESIZE);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = floor_handler;
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGSEGV, &sa, NULL) != 0)
+    if (bench_on_segv(floor_handler) != 0)
         return -1;
     size_t pages = 4096 < len / floor_page ? 4096 : len / floor_page;
     if (mprotect(a, pages * floor_page, PROT_NONE) != 0)
