@@ -166,16 +166,10 @@ static double sample(const struct bench_case *c, double *setup_ms)
     switch (c->method) {
     case M_MPROTECT:
         break;
-    case M_BARE: {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_sigaction = bare_handler;
-        sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-        sigemptyset(&sa.sa_mask);
-        if (sigaction(SIGSEGV, &sa, NULL) != 0)
+    case M_BARE:
+        if (bench_on_segv(bare_handler) != 0)
             return -1;
         break;
-    }
     case M_SIGSEGV:
         sigsegv_init(&dispatcher);
         for (size_t i = 0; i < n; i++)
@@ -217,31 +211,20 @@ static double sample(const struct bench_case *c, double *setup_ms)
     return (t1 - t0) * 1e9 / ROUND_TRIPS;
 }
 
-/* Run one sample of case c in a child; ns per round trip, or < 0. */
-static double sample_in_child(const struct bench_case *c, double *setup_ms)
+/* One sample of case c (an index into cases), in bench_in_child: out gets
+ * ns per round trip (< 0 when the case failed) and the setup time. */
+static int sample_fn(int c, void *out)
 {
-    int fd[2];
-    if (pipe(fd) != 0)
-        return -1;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        close(fd[0]);
-        double v[2] = { -1, 0 };
-        v[0] = sample(c, &v[1]);
-        ssize_t w = write(fd[1], v, sizeof v);
-        _exit(w == (ssize_t)sizeof v ? 0 : 1);
-    }
-    close(fd[1]);
+    double *v = out;
+    v[0] = sample(&cases[c], &v[1]);
+    return 0;
+}
+
+/* Run one sample of case c in a child; ns per round trip, or < 0. */
+static double sample_in_child(size_t c, double *setup_ms)
+{
     double v[2] = { -1, 0 };
-    ssize_t r = read(fd[0], v, sizeof v);
-    close(fd[0]);
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    if (r != (ssize_t)sizeof v || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    if (bench_in_child(sample_fn, (int)c, v, sizeof v) != 0)
         return -1;
     *setup_ms = v[1];
     return v[0];
@@ -278,7 +261,7 @@ int main(void)
     static double samples[NCASES][BENCH_RUNS], setup[NCASES][BENCH_RUNS];
     for (int r = 0; r < BENCH_RUNS; r++)
         for (size_t i = 0; i < NCASES; i++) {
-            samples[i][r] = sample_in_child(&cases[i], &setup[i][r]);
+            samples[i][r] = sample_in_child(i, &setup[i][r]);
             if (samples[i][r] < 0) {
                 fprintf(stderr, "bench/fault: case '%s' with %zu areas failed\n",
                         cases[i].name, cases[i].areas);

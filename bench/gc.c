@@ -156,36 +156,6 @@ static int run_case(int c, struct result *r)
     return r->objects == before ? 0 : -1;
 }
 
-/* Fork, run fn(arg, out) in the child, copy out back.  0 or -1. */
-static int in_child(int (*fn)(int, void *), int arg, void *out, size_t len)
-{
-    int p[2];
-    if (pipe(p) != 0)
-        return -1;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0)
-        return -1;
-    if (pid == 0) {
-        close(p[0]);
-        int ok = fn(arg, out) == 0 && write(p[1], out, len) == (ssize_t)len;
-        _exit(ok ? 0 : 1);
-    }
-    close(p[1]);
-    size_t got = 0;
-    while (got < len) {
-        ssize_t n = read(p[0], (char *)out + got, len - got);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    close(p[0]);
-    int st = 0;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
-        ;
-    return got == len && WIFEXITED(st) && WEXITSTATUS(st) == 0 ? 0 : -1;
-}
-
 static int case_fn(int c, void *out) { return run_case(c, out); }
 
 struct sample {
@@ -207,7 +177,7 @@ static int sample_fn(int seed, void *out)
     s->live = built_live;
     s->live_bytes = built_live_bytes;
     for (int c = 0; c < NCASES; c++)
-        if (in_child(case_fn, c, &s->r[c], sizeof s->r[c]) != 0)
+        if (bench_in_child(case_fn, c, &s->r[c], sizeof s->r[c]) != 0)
             return -1;
     return 0;
 }
@@ -243,12 +213,7 @@ static int floors_fn(int bytes_mib, void *out)
     f->memcpy_ms = (bench_now() - t0) * 1e3;
 
     floor_page = (size_t)sysconf(_SC_PAGESIZE);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_sigaction = floor_handler;
-    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
-    sigemptyset(&sa.sa_mask);
-    if (sigaction(SIGSEGV, &sa, NULL) != 0)
+    if (bench_on_segv(floor_handler) != 0)
         return -1;
     size_t pages = 4096 < len / floor_page ? 4096 : len / floor_page;
     if (mprotect(a, pages * floor_page, PROT_NONE) != 0)
@@ -311,12 +276,12 @@ int main(void)
     struct floors fl[BENCH_RUNS];
     double fm[BENCH_RUNS], ff[BENCH_RUNS];
     for (int i = 0; i < BENCH_RUNS; i++) {
-        if (in_child(sample_fn, i, &samples[i], sizeof samples[i]) != 0) {
+        if (bench_in_child(sample_fn, i, &samples[i], sizeof samples[i]) != 0) {
             fprintf(stderr, "bench/gc: sample %d failed\n", i);
             return 1;
         }
         size_t live_mib = (samples[i].live_bytes >> 20) + 1;
-        if (in_child(floors_fn, (int)live_mib, &fl[i], sizeof fl[i]) != 0) {
+        if (bench_in_child(floors_fn, (int)live_mib, &fl[i], sizeof fl[i]) != 0) {
             fprintf(stderr, "bench/gc: floors failed\n");
             return 1;
         }

@@ -70,25 +70,18 @@ static double run_case(int c)
     return bench_median(t, FAULTS) * 1e6;
 }
 
+static int case_fn(int c, void *out)
+{
+    *(double *)out = run_case(c);
+    return 0;
+}
+
 /* Run a case in a child and read its median back through a pipe. */
 static double in_child(int c)
 {
-    int p[2];
-    if (pipe(p) != 0)
-        return -1;
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        double v = run_case(c);
-        ssize_t w = write(p[1], &v, sizeof v);
-        _exit(w == (ssize_t)sizeof v ? 0 : 1);
-    }
-    close(p[1]);
     double v = -1;
-    if (read(p[0], &v, sizeof v) != (ssize_t)sizeof v)
-        v = -1;
-    close(p[0]);
-    waitpid(pid, NULL, 0);
+    if (bench_in_child(case_fn, c, &v, sizeof v) != 0)
+        return -1;
     return v;
 }
 

@@ -15,7 +15,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdint.h>
@@ -36,25 +35,15 @@ static pid_t server_pid;
 
 static void start_server(const char *argv0)
 {
-    char bin[4096], dir[4096];
-    snprintf(dir, sizeof dir, "%s", argv0);
-    snprintf(bin, sizeof bin, "%s/../mmkit", dirname(dir));
+    char bin[4096];
+    bench_mmkit_path(argv0, bin, sizeof bin);
     snprintf(sock_path, sizeof sock_path, "/tmp/mmkitd-bench-%d.sock", (int)getpid());
     server_pid = fork();
     if (server_pid == 0) {
         execl(bin, bin, "server", "--quiet", "--socket", sock_path, (char *)NULL);
         _exit(127);
     }
-    for (int i = 0; i < 500; i++) {
-        mmk_client *c = mmk_client_connect(sock_path, 1000);
-        if (c) {
-            mmk_client_close(c);
-            return;
-        }
-        usleep(10000);
-    }
-    fprintf(stderr, "bench/server: the server did not start (%s)\n", bin);
-    exit(1);
+    bench_wait_server("bench/server", sock_path, bin);
 }
 
 static void stop_server(void)

@@ -14,7 +14,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -55,9 +54,8 @@ static int free_port(void)
 
 static void start_server(const char *argv0)
 {
-    char bin[4096], dir[4096], addr[64];
-    snprintf(dir, sizeof dir, "%s", argv0);
-    snprintf(bin, sizeof bin, "%s/../mmkit", dirname(dir));
+    char bin[4096], addr[64];
+    bench_mmkit_path(argv0, bin, sizeof bin);
     snprintf(sock_path, sizeof sock_path, "/tmp/mmkitd-web-%d.sock", (int)getpid());
     http_port = free_port();
     snprintf(addr, sizeof addr, "127.0.0.1:%d", http_port);
@@ -67,16 +65,7 @@ static void start_server(const char *argv0)
         _exit(127);
     }
     atexit(stop_server);
-    for (int i = 0; i < 500; i++) {
-        mmk_client *c = mmk_client_connect(sock_path, 1000);
-        if (c) {
-            mmk_client_close(c);
-            return;
-        }
-        usleep(10000);
-    }
-    fprintf(stderr, "bench/web: the server did not start (%s)\n", bin);
-    exit(1);
+    bench_wait_server("bench/web", sock_path, bin);
 }
 
 static int dial(void)

@@ -22,42 +22,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define TMPDIR_TAG "mmk-arena-test-XXXXXX"
+#include "tmpdir.h"
+
 #define KiB ((size_t)1 << 10)
 #define MiB ((size_t)1 << 20)
 #define GiB ((size_t)1 << 30)
-
-static size_t page;
-static char dir[PATH_MAX];
-
-static void setup(void)
-{
-    page = (size_t)sysconf(_SC_PAGESIZE);
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/mmk-arena-test-XXXXXX", t && *t ? t : "/tmp");
-    cr_assert_not_null(mkdtemp(dir));
-}
-
-static void teardown(void)
-{
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-}
-
-static const char *path_of(const char *name)
-{
-    static char p[PATH_MAX + 64];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    return p;
-}
-
-static off_t file_size(const char *path)
-{
-    struct stat st;
-    cr_assert_eq(stat(path, &st), 0, "stat %s: %s", path, strerror(errno));
-    return st.st_size;
-}
 
 /* The whole file through read(2), as another tool would see it. */
 static unsigned char *read_file(const char *path, size_t *len)

@@ -15,19 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static size_t page;
-
-static void setup(void)
-{
-    page = (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static char *map_none(size_t pages)
-{
-    char *p = mmap(NULL, pages * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    cr_assert(p != MAP_FAILED);
-    return p;
-}
+#include "fault_helpers.h"
 
 /* Faulting accesses go through volatile so the compiler keeps them where
  * they are written, before the checks that follow them. */
@@ -445,13 +433,6 @@ Test(fault, altstack_is_idempotent_and_freed, .init = setup)
 }
 
 /* ---- bad input --------------------------------------------------------------- */
-
-static int never(const mmk_fault *f, void *ctx)
-{
-    (void)f;
-    (void)ctx;
-    return MMK_FAULT_PASS;
-}
 
 Test(fault, bad_input_registers_nothing, .init = setup)
 {

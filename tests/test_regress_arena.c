@@ -14,40 +14,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#define TMPDIR_TAG "mmk-regress-arena-XXXXXX"
+#include "tmpdir.h"
+
 #define MiB ((size_t)1 << 20)
-
-static size_t page;
-static char dir[PATH_MAX];
-
-static void setup(void)
-{
-    page = (size_t)sysconf(_SC_PAGESIZE);
-    const char *t = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/mmk-regress-arena-XXXXXX", t && *t ? t : "/tmp");
-    cr_assert_not_null(mkdtemp(dir));
-}
-
-static void teardown(void)
-{
-    char cmd[PATH_MAX + 16];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "could not remove %s\n", dir);
-}
-
-static const char *path_of(const char *name)
-{
-    static char p[PATH_MAX + 64];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    return p;
-}
-
-static off_t size_of(const char *path)
-{
-    struct stat st;
-    cr_assert_eq(stat(path, &st), 0);
-    return st.st_size;
-}
 
 /* mmk_arena_set_growth(a, SIZE_MAX, 0): rounding SIZE_MAX up to a page
  * wrapped to 0 and growth became one page per fault.  A chunk that large
@@ -89,14 +59,14 @@ Test(regress_arena, close_without_the_exclusive_lock_does_not_trim, .init = setu
      * allocation pointer, which a cannot see). */
     char *p = mmk_arena_alloc(b, 3 * page, page);
     cr_assert_not_null(p);
-    off_t before = size_of(path);
+    off_t before = file_size(path);
     cr_assert_geq(before, (off_t)(3 * page));
     /* a's flock(LOCK_EX | LOCK_NB) fails with something else than
      * EWOULDBLOCK (a filesystem without flock says ENOLCK). */
     cr_assert_eq(mmk__sys_inject("flock", 1, ENOLCK), 0);
     cr_expect_eq(mmk_arena_close(a), 0);
     mmk__sys_inject("flock", 0, 0);
-    cr_expect_eq(size_of(path), before, "a's close trimmed the file under b");
+    cr_expect_eq(file_size(path), before, "a's close trimmed the file under b");
     memset(p, 0, 3 * page); /* b's pages are still there: no SIGBUS */
     cr_expect_eq(mmk_arena_close(b), 0);
 }

@@ -16,19 +16,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-static size_t page;
-
-static void setup(void)
-{
-    page = (size_t)sysconf(_SC_PAGESIZE);
-}
-
-static char *map_none(size_t pages)
-{
-    char *p = mmap(NULL, pages * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    cr_assert(p != MAP_FAILED);
-    return p;
-}
+#include "fault_helpers.h"
 
 static volatile int opened;
 
@@ -40,13 +28,6 @@ static int open_page(const mmk_fault *f, void *ctx)
         return MMK_FAULT_PASS;
     opened++;
     return MMK_FAULT_RETRY;
-}
-
-static int never(const mmk_fault *f, void *ctx)
-{
-    (void)f;
-    (void)ctx;
-    return MMK_FAULT_PASS;
 }
 
 /* A stale handle: a is unregistered, b registered at the same address (with

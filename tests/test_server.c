@@ -52,6 +52,16 @@ static int collect(const mmk_seg_info *in, void *arg)
     return 0;
 }
 
+/* Create name (size bytes, mode) and open it with flags; the descriptor. */
+static int create_and_open(mmk_client *c, const char *name, uint64_t size, unsigned mode,
+                           unsigned flags)
+{
+    cr_assert_eq(mmk_seg_create(c, name, size, mode), 0, "create %s", name);
+    int fd = mmk_seg_open(c, name, flags, NULL);
+    cr_assert_geq(fd, 0, "open %s: %d", name, fd);
+    return fd;
+}
+
 Test(server, create_stat_list_remove)
 {
     mmk_client *c = client();
@@ -149,9 +159,7 @@ Test(server, two_clients_share_the_memory)
 Test(server, nobody_can_shrink_a_segment)
 {
     mmk_client *c = client();
-    cr_assert_eq(mmk_seg_create(c, "fixed", 16384, 0600), 0);
-    int fd = mmk_seg_open(c, "fixed", MMK_SEG_RDWR, NULL);
-    cr_assert_geq(fd, 0);
+    int fd = create_and_open(c, "fixed", 16384, 0600, MMK_SEG_RDWR);
     char *p = mmap(NULL, 16384, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     cr_assert_neq(p, MAP_FAILED);
     p[16383] = 7;
@@ -178,9 +186,7 @@ Test(server, nobody_can_shrink_a_segment)
 Test(server, memfds_are_not_executable)
 {
     mmk_client *c = client();
-    cr_assert_eq(mmk_seg_create(c, "noexec", 4096, 0600), 0);
-    int fd = mmk_seg_open(c, "noexec", MMK_SEG_RDWR, NULL);
-    cr_assert_geq(fd, 0);
+    int fd = create_and_open(c, "noexec", 4096, 0600, MMK_SEG_RDWR);
     struct stat st;
     cr_assert_eq(fstat(fd, &st), 0);
     cr_assert_eq(st.st_mode & 0777, 0600, "the memfd's inode is 0600, not world-writable");
@@ -240,9 +246,7 @@ Test(server, read_only_descriptors_never_write_other_uid)
     if (!is_root())
         cr_skip_test("needs root to run a client as nobody");
     mmk_client *c = client();
-    cr_assert_eq(mmk_seg_create(c, "readme", 8192, 0644), 0);
-    int fd = mmk_seg_open(c, "readme", MMK_SEG_RDWR, NULL);
-    cr_assert_geq(fd, 0);
+    int fd = create_and_open(c, "readme", 8192, 0644, MMK_SEG_RDWR);
     cr_assert_eq(pwrite(fd, "magic", 5, 0), 5);
     int r = ts_as_nobody(ro_attacks_child, NULL);
     if (r == 250)
@@ -260,9 +264,7 @@ Test(server, read_only_descriptors_refuse_mmap_and_mprotect_same_uid)
     /* The server's own uid (and root) may reopen /proc/self/fd/N: only the
      * two mapping routes are promised to them. */
     mmk_client *c = client();
-    cr_assert_eq(mmk_seg_create(c, "ro", 4096, 0644), 0);
-    int fd = mmk_seg_open(c, "ro", MMK_SEG_RDONLY, NULL);
-    cr_assert_geq(fd, 0);
+    int fd = create_and_open(c, "ro", 4096, 0644, MMK_SEG_RDONLY);
     void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     cr_assert_eq(p, MAP_FAILED);
     cr_assert_eq(errno, EACCES);
@@ -475,9 +477,7 @@ Test(server, event_kinds_create_attach_detach_remove)
 {
     mmk_client *w = client(), *c = client();
     cr_assert_eq(mmk_seg_subscribe(w, NULL), 0);
-    cr_assert_eq(mmk_seg_create(c, "life", 4096, 0600), 0);
-    int fd = mmk_seg_open(c, "life", MMK_SEG_RDONLY, NULL);
-    cr_assert_geq(fd, 0);
+    int fd = create_and_open(c, "life", 4096, 0600, MMK_SEG_RDONLY);
     close(fd);
     cr_assert_eq(mmk_seg_grow(c, "life", 8192), 0);
     cr_assert_eq(mmk_seg_release(c, "life"), 0);

@@ -52,6 +52,10 @@ mmk_client *cli_connect(const struct cli_client_opts *o);
 int cli_parse_size(const char *s, unsigned long long *out);
 void cli_print_info(const mmk_seg_info *in, int json);
 
+/* Print s to stdout as a JSON string literal, quotes, backslashes and
+ * control bytes escaped (tools/json.c). */
+void cli_json_string(const char *s);
+
 /* Print "mmkit: " + a formatted message + newline to stderr. */
 void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

@@ -37,22 +37,6 @@ static const char *status_of(const struct shmid_ds *ds)
     return dest && locked ? "dest locked" : dest ? "dest" : locked ? "locked" : "";
 }
 
-/* Print s as a JSON string (names and statuses hold no control bytes, but
- * a user name could hold a quote). */
-static void json_string(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            printf("\\u%04x", *s);
-        else
-            putchar(*s);
-    }
-    putchar('"');
-}
-
 static int print_limits(void)
 {
     struct shminfo lim;
@@ -124,10 +108,10 @@ int cmd_ipcs(int argc, char **argv)
         owner_name(ds.shm_perm.uid, owner, sizeof owner);
         if (json) {
             printf("%s{\"key\":\"%s\",\"shmid\":%d,\"owner\":", n ? "," : "", key, id);
-            json_string(owner);
+            cli_json_string(owner);
             printf(",\"perms\":\"%s\",\"bytes\":%zu,\"nattch\":%lu,\"status\":", perms,
                    (size_t)ds.shm_segsz, (unsigned long)ds.shm_nattch);
-            json_string(status_of(&ds));
+            cli_json_string(status_of(&ds));
             putchar('}');
         } else {
             printf("%-10s %-10d %-10s %-10s %-10zu %-10lu %-12s\n", key, id, owner, perms,

@@ -71,26 +71,11 @@ mmk_client *cli_connect(const struct cli_client_opts *o)
     return c;
 }
 
-/* A string as a JSON string literal (names are plain, but be safe). */
-static void json_str(const char *s)
-{
-    putchar('"');
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\')
-            printf("\\%c", *s);
-        else if ((unsigned char)*s < 0x20)
-            printf("\\u%04x", *s);
-        else
-            putchar(*s);
-    }
-    putchar('"');
-}
-
 void cli_print_info(const mmk_seg_info *in, int json)
 {
     if (json) {
         printf("{\"name\":");
-        json_str(in->name);
+        cli_json_string(in->name);
         printf(",\"size\":%" PRIu64 ",\"mode\":\"%04o\",\"uid\":%u,\"gid\":%u,\"version\":%" PRIu64
                ",\"holders\":%u,\"subscribers\":%u,\"mtime_ns\":%" PRIu64 "}",
                in->size, in->mode, in->uid, in->gid, in->version, in->holders, in->subscribers,

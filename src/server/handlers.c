@@ -48,6 +48,32 @@ static struct mmk__hold *find_hold(struct mmk__conn *c, const char *name, size_t
     return NULL;
 }
 
+/* The segment q names, in *out, if c may use it as want asks (access(2)
+ * bits: 4 read, 2 write); -ENOENT or what mmk__seg_access says. */
+static int find_allowed(struct mmk__srv *srv, struct mmk__conn *c, const struct mmk__req *q,
+                        int want, struct mmk__seg **out)
+{
+    struct mmk__seg *s = mmk__segtab_find(&srv->segs, q->name);
+    if (!s)
+        return -ENOENT;
+    int e = mmk__seg_access(s->mode, s->uid, s->gid, &c->cred, want);
+    if (e)
+        return e;
+    *out = s;
+    return 0;
+}
+
+/* s was written at [off, off + len): a new version, a write event, and the
+ * reply to q with the new info. */
+static void written(struct mmk__srv *srv, struct mmk__conn *c, const struct mmk__req *q,
+                    struct mmk__seg *s, uint64_t off, uint64_t len)
+{
+    s->version++;
+    s->mtime_ns = mmk__realtime_ns();
+    mmk__events_emit(&srv->events, MMK_EV_WRITE, s, off, len);
+    reply_info(c, q, s, s->version, -1);
+}
+
 /* ---- requests ------------------------------------------------------------------ */
 
 static int do_create(struct mmk__srv *srv, struct mmk__conn *c, const struct mmk__req *q)
@@ -64,11 +90,9 @@ static int do_create(struct mmk__srv *srv, struct mmk__conn *c, const struct mmk
 
 static int do_open(struct mmk__srv *srv, struct mmk__conn *c, const struct mmk__req *q)
 {
-    struct mmk__seg *s = mmk__segtab_find(&srv->segs, q->name);
-    if (!s)
-        return -ENOENT;
+    struct mmk__seg *s;
     int rw = (q->flags & MMK_SEG_RDWR) != 0;
-    int e = mmk__seg_access(s->mode, s->uid, s->gid, &c->cred, rw ? 6 : 4);
+    int e = find_allowed(srv, c, q, rw ? 6 : 4, &s);
     if (e)
         return e;
     size_t idx;
@@ -169,10 +193,8 @@ static int do_remove(struct mmk__srv *srv, struct mmk__conn *c, const struct mmk
 
 static int do_grow(struct mmk__srv *srv, struct mmk__conn *c, const struct mmk__req *q)
 {
-    struct mmk__seg *s = mmk__segtab_find(&srv->segs, q->name);
-    if (!s)
-        return -ENOENT;
-    int e = mmk__seg_access(s->mode, s->uid, s->gid, &c->cred, 2);
+    struct mmk__seg *s;
+    int e = find_allowed(srv, c, q, 2, &s);
     if (e)
         return e;
     mmk_seg_info before;
@@ -180,11 +202,8 @@ static int do_grow(struct mmk__srv *srv, struct mmk__conn *c, const struct mmk__
     e = mmk__seg_grow(s, q->a, srv->segs.max_size);
     if (e)
         return e;
-    s->version++;
-    s->mtime_ns = mmk__realtime_ns();
     srv->index_dirty = 1;
-    mmk__events_emit(&srv->events, MMK_EV_WRITE, s, before.size, q->a - before.size);
-    reply_info(c, q, s, s->version, -1);
+    written(srv, c, q, s, before.size, q->a - before.size);
     return 0;
 }
 
@@ -206,10 +225,8 @@ static int do_subscribe(struct mmk__srv *srv, struct mmk__conn *c, const struct 
         mmk__reply_status(c, q->id, q->op, 0);
         return 0;
     }
-    struct mmk__seg *s = mmk__segtab_find(&srv->segs, q->name);
-    if (!s)
-        return -ENOENT;
-    int e = mmk__seg_access(s->mode, s->uid, s->gid, &c->cred, 4);
+    struct mmk__seg *s;
+    int e = find_allowed(srv, c, q, 4, &s);
     if (e)
         return e;
     for (size_t i = 0; i < c->nsubs; i++)
@@ -267,10 +284,8 @@ static int do_unsubscribe(struct mmk__srv *srv, struct mmk__conn *c, const struc
 
 static int do_publish(struct mmk__srv *srv, struct mmk__conn *c, const struct mmk__req *q)
 {
-    struct mmk__seg *s = mmk__segtab_find(&srv->segs, q->name);
-    if (!s)
-        return -ENOENT;
-    int e = mmk__seg_access(s->mode, s->uid, s->gid, &c->cred, 2);
+    struct mmk__seg *s;
+    int e = find_allowed(srv, c, q, 2, &s);
     if (e)
         return e;
     mmk_seg_info info;
@@ -280,10 +295,7 @@ static int do_publish(struct mmk__srv *srv, struct mmk__conn *c, const struct mm
         return -ERANGE;
     if (len == 0)
         len = info.size - off;
-    s->version++;
-    s->mtime_ns = mmk__realtime_ns();
-    mmk__events_emit(&srv->events, MMK_EV_WRITE, s, off, len);
-    reply_info(c, q, s, s->version, -1);
+    written(srv, c, q, s, off, len);
     return 0;
 }
 

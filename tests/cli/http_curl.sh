@@ -19,31 +19,11 @@ status() {
     curl -s -o "$tmp/body" -w '%{http_code}' -X "$m" "$@" "$url${p#/}"
 }
 
-# listen NAME PATH [curl args...]: stream PATH into $tmp/NAME in the background.
-listen() {
-    n=$1 p=$2
-    shift 2
-    curl -s -N -D "$tmp/$n.head" "$@" "$url${p#/}" > "$tmp/$n" 9>&- &
-    # Wait until the stream is open (the retry line arrives first).
-    i=0
-    until grep -q '^retry: ' "$tmp/$n" 2>/dev/null; do
-        i=$((i + 1)); [ "$i" -lt 200 ] || fail "stream $p did not open"; sleep 0.02
-    done
-}
-
-# wait_for FILE PATTERN: until grep finds it (5 s at most).
-wait_for() {
-    i=0
-    until grep -q "$2" "$1" 2>/dev/null; do
-        i=$((i + 1)); [ "$i" -lt 250 ] || fail "no '$2' in $1: $(cat "$1")"; sleep 0.02
-    done
-}
-
 feed_start --heartbeat-ms 300 --backlog 8
 
 # --- a stream sees create, write, remove as they happen ----------------------
-listen all /events
-listen only_a '/events?segment=a'
+listen "$tmp/all" /events
+listen "$tmp/only_a" '/events?segment=a'
 feed create a 65536 644
 feed create b 4096 644
 feed write a 100 200

@@ -12,19 +12,6 @@ trap 'server_stop; kill $(jobs -p) 2>/dev/null || true; rm -rf "$tmp"' EXIT INT 
 . tests/cli/http.inc
 
 fail() { echo "http_server.sh: FAIL: $*" >&2; exit 1; }
-wait_for() {
-    i=0
-    until grep -q "$2" "$1" 2>/dev/null; do
-        i=$((i + 1)); [ "$i" -lt 250 ] || fail "no '$2' in $1: $(cat "$1")"; sleep 0.02
-    done
-}
-listen() { # FILE PATH [curl args]
-    f=$1 p=$2
-    shift 2
-    curl -s -N -D "$f.head" "$@" "$url${p#/}" > "$f" &
-    wait_for "$f" '^retry: '
-}
-
 server_start
 listen "$tmp/all" /events
 listen "$tmp/two" '/events?segment=two'
