@@ -337,9 +337,9 @@ int mmk__engine_calibrate(void)
     struct cal c = { (uintptr_t)E->space.base, (uintptr_t)E->space.base + (E->space.granules << 21),
                      0, 0 };
     int r = walk_kernel(c.lo, c.hi, cal_one, &c);
-    /* Scratch ranges are charged 2 each as long as they are pending; only
-     * breaks beyond that are orphans (left there by earlier owners). */
-    long scratch_charge = 2 * (long)mmk__protect_pending();
+    /* Scratch ranges are charged as long as they are pending; only breaks
+     * beyond that are orphans (left there by earlier owners). */
+    long scratch_charge = mmk__protect_pending();
     if (c.scratch > scratch_charge)
         c.orphans += c.scratch - scratch_charge;
     if (r < 0) /* asked halfway: keep every old mark's worth, as orphans */
@@ -388,6 +388,7 @@ static void open_maps(void)
     M->use_query = 1;
     if (mmk__engine_kernel_count(0, 1) < 0)
         M->use_query = 0;
+    mmk__protect_configure();
     const char *env = getenv("MMKIT_MAPS_TEXT");
     if (env && env[0] == '1')
         M->use_query = 0;
@@ -462,7 +463,7 @@ int mmk__engine_set_budget(size_t mappings)
 static int fits(long need)
 {
     const struct mmk__engine *E = &mmk__eng;
-    return E->maps.total + 2 * (long)mmk__protect_pending() + need <= (long)E->budget;
+    return E->maps.total + mmk__protect_pending() + need <= (long)E->budget;
 }
 
 static int is_recent(const struct mmk_region *v)

@@ -84,7 +84,7 @@ struct mmk__space {
 struct mmk__maps {
     long total;        /* 2 (reservation, pool window) + every view's breaks
                         * and edges + orphans; scratch ranges not yet
-                        * dropped add 2 each (mmk__protect_pending) */
+                        * dropped add their charge (mmk__protect_pending) */
     long orphans;      /* breaks no view owns: edges left by destroyed views
                         * and dropped scratch ranges */
     long since_cal;    /* breaks marked since the last calibration */

@@ -114,7 +114,10 @@ int mmk_region_destroy(mmk_region *r)
             mmk__vm_unlock();
             return e;
         }
-        mmk__space_free(r->base, r->size);
+        if (r->nlost) /* someone else maps part of it: never hand it out */
+            mmk__space_retire(r->base, r->size);
+        else
+            mmk__space_free(r->base, r->size);
     }
     if (r->base)
         mmk__view_forget(r);
@@ -410,7 +413,7 @@ int mmk_region_stats(const mmk_region *r, struct mmk_region_stats *st)
     /* Mappings in the view's range: at most the breaks inside it, plus one. */
     if (r->base)
         st->mappings = (size_t)r->nbreaks + 1;
-    st->total_mappings = (size_t)(mmk__eng.maps.total + 2 * (long)mmk__protect_pending());
+    st->total_mappings = (size_t)(mmk__eng.maps.total + mmk__protect_pending());
     st->budget = mmk__eng.budget;
     st->nodes = mmk__eng.pool.nodes_in_use;
     mmk__vm_unlock();

@@ -26,6 +26,18 @@
 
 #define S (&mmk__eng.space)
 
+/*
+ * Where the space is asked to start (a hint: the kernel takes any free
+ * range when this one is not).  The kernel places mmap(NULL) top-down, in
+ * the highest free gap that fits; a space placed there, below the shared
+ * libraries, would make a hole a write-protect by move leaves for a moment
+ * (protect.c) the first choice of any other thread's next mmap.  At 32 TiB
+ * it sits below the program (PIE binaries load near 85 TiB), beneath the
+ * large free gap the kernel fills first, and above the ranges sanitizers
+ * reserve.
+ */
+#define SPACE_HINT ((uintptr_t)32 << 40)
+
 int mmk__space_init(void)
 {
     if (S->base)
@@ -35,7 +47,7 @@ int mmk__space_init(void)
     void *base = NULL;
     size_t len;
     for (len = (size_t)32 << 40; len >= ((size_t)64 << 30); len /= 2) {
-        r = mmk__sys_mmap(&base, NULL, len + GRANULE, PROT_NONE,
+        r = mmk__sys_mmap(&base, (void *)SPACE_HINT, len + GRANULE, PROT_NONE,
                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (r == 0)
             break;
@@ -122,6 +134,14 @@ int mmk__space_free(char *base, size_t len)
         S->nfree++;
     }
     return 0;
+}
+
+void mmk__space_retire(char *base, size_t len)
+{
+    size_t first = (size_t)(base - S->base) >> GRANULE_SHIFT;
+    size_t count = (len + GRANULE - 1) >> GRANULE_SHIFT;
+    for (size_t g = 0; g < count; g++)
+        S->owners[first + g] = &mmk__scratch_owner;
 }
 
 void *mmk__space_owner(const void *addr)

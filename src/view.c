@@ -45,9 +45,6 @@
 #define READ_RUN_PAGES 64
 /* Pages of never-written memory a write fault claims at once. */
 #define ZERO_RUN_PAGES 256
-/* Runs at least this long are write-protected by moving their page tables
- * away (protect.c) rather than by mprotect. */
-#define MOVE_PROTECT_PAGES 512
 
 /* ---- the marks ---------------------------------------------------------------- */
 
@@ -97,6 +94,8 @@ static void record(struct mmk_region *v, size_t s, size_t e, int st, int one_map
     long cleared = 0;
     for (size_t i = s; i < e; i++) {
         uint8_t old = v->state[i], now;
+        if (old & ST_LOST)
+            continue; /* (view_change never gives it one) */
         if (one_mapping && i > s && (old & ST_BREAK)) {
             old &= (uint8_t)~ST_BREAK;
             cleared++;
@@ -149,19 +148,102 @@ static int kernel_map(struct mmk_region *v, size_t s, size_t n, int st, uint32_t
     }
 }
 
-int mmk__view_change(struct mmk_region *v, size_t s, size_t n, int st, uint32_t p, unsigned how)
+/* Page i's address is someone else's now (see ST_LOST). */
+static void lose(struct mmk_region *v, size_t i)
 {
-    if (n == 0)
-        return 0;
+    if (vstate(v, i) != ST_NONE)
+        v->nmapped--;
+    v->state[i] = (uint8_t)((v->state[i] & ST_BREAK) | ST_LOST);
+    v->nlost++;
+    mmk__view_mark_break(v, i);
+    mmk__view_mark_break(v, i + 1);
+}
+
+/*
+ * Fill the hole [s, s+n) a move left with a fresh read-only mapping of pool
+ * pages p, p+1, ...  MAP_FIXED_NOREPLACE: if another thread mapped something
+ * into the hole meanwhile, the kernel refuses (EEXIST) and that mapping
+ * stays; the hole is then filled in halves around it, and the pages it
+ * holds are marked lost.  0, or -errno (the hole may be partly unfilled).
+ */
+static int fill_fresh(struct mmk_region *v, size_t s, size_t n, uint32_t p)
+{
+    size_t pg = page_size();
+    char *a = v->base + s * pg;
+    void *out = NULL;
     int r;
+    for (int k = 0;; k++) {
+        r = mmk__sys_mmap(&out, a, n * pg, PROT_READ, MAP_SHARED | MAP_FIXED_NOREPLACE,
+                          mmk__eng.pool.fd, (off_t)((uint64_t)p * pg));
+        if (r == 0 && out != a) { /* a kernel before 4.17 took it as a hint */
+            mmk__sys_munmap(out, n * pg);
+            r = -EEXIST;
+        }
+        /* The kernel's own mapping limit: unmap other views, try again. */
+        if (r != -ENOMEM || k == 8 || mmk__engine_shed(v) < 0)
+            break;
+    }
+    if (r == 0) {
+        record(v, s, s + n, ST_RO, 1);
+        return 0;
+    }
+    if (r != -EEXIST)
+        return r;
+    if (n == 1) {
+        lose(v, s);
+        return 0;
+    }
+    size_t h = n / 2;
+    r = fill_fresh(v, s, h, p);
+    if (r == 0)
+        r = fill_fresh(v, s + h, n - h, p + (uint32_t)h);
+    return r;
+}
+
+/* Breaks inside (s, s+n): mappings that may begin there. */
+static long inner_breaks(const struct mmk_region *v, size_t s, size_t n)
+{
+    long k = 0;
+    for (size_t i = s + 1; i < s + n; i++)
+        k += (v->state[i] & ST_BREAK) != 0;
+    return k;
+}
+
+/* Write-protect [s, s+n) by the method chosen (protect.c).  0 (recorded:
+ * *done set), or 1: not done, mprotect it; or -errno after a move (the
+ * range may be partly a hole). */
+static int protect_fast(struct mmk_region *v, size_t s, size_t n, uint32_t p, int *done)
+{
+    char *a = v->base + s * page_size();
+    size_t len = n * page_size();
+    long inner = inner_breaks(v, s, n);
+    int m = mmk__protect_method(), r = 1;
+    if (m == MMK__PROTECT_MOVE && p) {
+        if (mmk__protect_move_away(a, len, inner) == 0) {
+            if (mmk__protect_hole_hook)
+                mmk__protect_hole_hook(a, len);
+            r = fill_fresh(v, s, n, p);
+            *done = r == 0;
+            return r;
+        }
+        /* Nothing changed (the run is several mappings, the kernel refuses
+         * a move): the next method. */
+    }
+    if (m <= MMK__PROTECT_DONTUNMAP)
+        r = mmk__protect_by_dontunmap(a, len, inner) == 0 ? 0 : 1;
+    return r;
+}
+
+static int change_one(struct mmk_region *v, size_t s, size_t n, int st, uint32_t p, unsigned how)
+{
+    int r, done = 0;
     if (how & VIEW_PROTECT) {
-        char *a = v->base + s * page_size();
-        size_t len = n * page_size();
-        r = -1;
-        if ((how & VIEW_MOVE) && st == ST_RO && n >= MOVE_PROTECT_PAGES)
-            r = mmk__protect_by_move(a, len);
-        if (r < 0)
-            r = mmk__sys_mprotect(a, len, st == ST_RW ? PROT_READ | PROT_WRITE : PROT_READ);
+        r = 1;
+        if ((how & VIEW_MOVE) && st == ST_RO && n >= mmk__protect_min_pages())
+            r = protect_fast(v, s, n, p, &done);
+        if (r > 0)
+            r = mmk__sys_mprotect(v->base + s * page_size(), n * page_size(),
+                                  st == ST_RW ? PROT_READ | PROT_WRITE : PROT_READ);
     } else {
         r = kernel_map(v, s, n, st, p);
     }
@@ -172,7 +254,7 @@ int mmk__view_change(struct mmk_region *v, size_t s, size_t n, int st, uint32_t 
          * Unmap other views and try again, so a store does not die of it.
          */
         for (int k = 0; k < 8 && mmk__engine_shed(v) == 0; k++)
-            if (mmk__view_change(v, s, n, st, p, how | VIEW_RETRY) == 0)
+            if (change_one(v, s, n, st, p, how | VIEW_RETRY) == 0)
                 return 0;
     }
     if (r < 0) {
@@ -180,18 +262,44 @@ int mmk__view_change(struct mmk_region *v, size_t s, size_t n, int st, uint32_t 
          * inside (a failed MAP_FIXED can leave a hole): unmap the view. */
         mmk__view_mark_break(v, s);
         mmk__view_mark_break(v, s + n);
-        if (!(s == 0 && n == v->npages && st == ST_NONE && !(how & VIEW_PROTECT))) /* not a wipe */
+        if (!(how & VIEW_WIPING))
             mmk__view_wipe(v);
         return r;
     }
-    record(v, s, s + n, st, !(how & VIEW_PROTECT));
+    if (!done)
+        record(v, s, s + n, st, !(how & VIEW_PROTECT));
     return 0;
+}
+
+int mmk__view_change(struct mmk_region *v, size_t s, size_t n, int st, uint32_t p, unsigned how)
+{
+    if (n == 0)
+        return 0;
+    if (v->nlost) {
+        /* Leave the pages someone else maps alone: change the runs between. */
+        size_t e = s + n;
+        for (size_t i = s; i < e;) {
+            if (v->state[i] & ST_LOST) {
+                i++;
+                continue;
+            }
+            size_t j = i + 1;
+            while (j < e && !(v->state[j] & ST_LOST))
+                j++;
+            int r = change_one(v, i, j - i, st, p ? p + (uint32_t)(i - s) : 0, how);
+            if (r < 0)
+                return r;
+            i = j;
+        }
+        return 0;
+    }
+    return change_one(v, s, n, st, p, how);
 }
 
 int mmk__view_wipe(struct mmk_region *v)
 {
     /* (No retry: shedding views for a wipe could recurse through them.) */
-    return mmk__view_change(v, 0, v->npages, ST_NONE, 0, VIEW_MAP | VIEW_RETRY);
+    return mmk__view_change(v, 0, v->npages, ST_NONE, 0, VIEW_MAP | VIEW_RETRY | VIEW_WIPING);
 }
 
 static void note_recent(struct mmk_region *v)
@@ -420,6 +528,10 @@ int mmk__view_fault(const mmk_fault *f, void *ctx)
         return MMK_FAULT_PASS;
     }
     size_t i = (size_t)((char *)f->addr - v->base) / page_size();
+    if (v->state[i] & ST_LOST) {
+        mmk__vm_unlock(); /* someone else's mapping (see ST_LOST) */
+        return MMK_FAULT_PASS;
+    }
     int st = vstate(v, i), r;
     if (st == ST_RW)
         r = 0; /* writable already (another thread's fault did it) */
@@ -496,26 +608,76 @@ int mmk__view_materialize(struct mmk_region *v)
     return 0;
 }
 
+/* The leaf node that holds page's slot, or NULL (an all-zero subtree). */
+static const struct mmk__node *leaf_at(const struct mmk_region *v, size_t page)
+{
+    uint32_t n = v->root;
+    for (unsigned level = v->levels; n && level > 1; level--)
+        n = mmk__node(n)->slot[(page >> ((level - 1) * MMK__FANOUT_BITS)) & (MMK__FANOUT - 1)];
+    return n ? mmk__node(n) : NULL;
+}
+
+/* The end (<= end) of the run from page i backed by consecutive pool pages;
+ * *first: i's pool page.  Walks the leaves, not a lookup per page. */
+static size_t pool_run_end(const struct mmk_region *v, size_t i, size_t end, uint32_t *first)
+{
+    uint32_t p = mmk__pt_lookup(v->root, v->levels, i);
+    *first = p;
+    if (!p)
+        return i + 1;
+    size_t j = i + 1;
+    while (j < end) {
+        const struct mmk__node *leaf = leaf_at(v, j);
+        if (!leaf)
+            return j;
+        size_t stop = (j | (MMK__FANOUT - 1)) + 1;
+        if (stop > end)
+            stop = end;
+        for (; j < stop; j++)
+            if (leaf->slot[mmk__pt_leaf_index(j)] != p + (uint32_t)(j - i))
+                return j;
+    }
+    return j;
+}
+
 /* Make the RW pages in [i, end) read-only.  If that fails, the view is
  * unmapped instead (as safe).  pre: engine lock held, v materialized. */
 int mmk__view_protect_range(struct mmk_region *v, size_t i, size_t end)
 {
+    size_t min = mmk__protect_min_pages();
     while (i < end) {
         if (vstate(v, i) != ST_RW) {
             i++;
             continue;
         }
+        size_t j = i + 1;
+        while (j < end && vstate(v, j) == ST_RW)
+            j++;
+        uint32_t p = 0;
+        unsigned how = VIEW_PROTECT;
+        int m = mmk__protect_method();
+        if (j - i >= min && m != MMK__PROTECT_MPROTECT) {
+            how |= VIEW_MOVE;
+            if (m == MMK__PROTECT_MOVE) {
+                /* A fresh mapping holds consecutive pool pages only: a run
+                 * of them long enough is moved, a shorter one mprotected. */
+                size_t e = pool_run_end(v, i, j, &p);
+                j = e;
+                if (e - i < min) {
+                    how = VIEW_PROTECT;
+                    p = 0;
+                }
+            }
+        }
         /* Protecting a run may split it off its neighbours; a move adds a
-         * scratch range.  Making room may unmap v itself: look again. */
-        int r = mmk__engine_make_room(v, 4);
+         * scratch range holding what was inside.  Making room may unmap v
+         * itself: look again. */
+        int r = mmk__engine_make_room(v, 4 + ((how & VIEW_MOVE) ? inner_breaks(v, i, j - i) : 0));
         if (r < 0)
             return r;
         if (vstate(v, i) != ST_RW)
             continue;
-        size_t j = i + 1;
-        while (j < end && vstate(v, j) == ST_RW)
-            j++;
-        r = mmk__view_change(v, i, j - i, ST_RO, 0, VIEW_PROTECT | VIEW_MOVE);
+        r = mmk__view_change(v, i, j - i, ST_RO, p, how);
         if (r < 0)
             return v->nmapped == 0 ? 0 : r; /* unmapped whole: nothing left writable */
         i = j;

@@ -17,6 +17,14 @@
 enum { ST_NONE = 0, ST_ZERO = 1, ST_RO = 2, ST_RW = 3, ST_MASK = 3 };
 /* The high bit: a kernel mapping may begin at this page (a "break"). */
 #define ST_BREAK 0x80u
+/* The page's address is held by a mapping that is not mmkit's: another
+ * thread mapped something into the hole a write-protect by move leaves for
+ * a moment (protect.c), before it was filled.  That mapping is never
+ * destroyed: the page is never mapped or protected again (its state stays
+ * NONE, faults there are not mmkit's), and when the view is destroyed its
+ * range is never handed out again.  Its contents stay readable through
+ * mmk_region_read and other views. */
+#define ST_LOST 0x40u
 
 enum { V_WRITABLE = 1, V_SNAPSHOT = 2 };
 
@@ -42,6 +50,7 @@ struct mmk_region {
     uint8_t edge_lo, edge_hi;
     size_t brk_lo, brk_hi;
     size_t nmapped;       /* pages not NONE */
+    size_t nlost;         /* pages marked ST_LOST */
     struct mmk_region *prev, *next; /* the list of materialized views */
 };
 
@@ -72,20 +81,23 @@ void mmk__view_forget(struct mmk_region *v);
 
 /*
  * The one call that changes a view's mappings, and its count with them.
+ * Pages marked ST_LOST are skipped (the runs between them are changed).
  * Pages [s, s+n) get state st:
  *   VIEW_MAP      one mmap MAP_FIXED: NONE (PROT_NONE), ZERO (read-only
  *                 anonymous), RO / RW (pool pages p, p+1, ...).  The range
  *                 becomes one mapping: breaks inside it go.
  *   VIEW_PROTECT  mprotect to st (RO or RW) with the same backing; breaks
  *                 inside stay.  | VIEW_MOVE: a long run may be protected by
- *                 moving its page tables away (protect.c).
+ *                 moving its page tables away (protect.c); with p != 0 the
+ *                 run is backed by pool pages p, p+1, ... and may be moved
+ *                 away and mapped afresh read-only (one mapping).
  * Either way a mapping may now begin at s and at s + n.  The caller made
  * room (mmk__engine_make_room) for 2 more breaks.  When the kernel refuses
  * for its own mapping limit (ENOMEM), other views are unmapped and the call
  * tried again.  If the kernel call fails the view is unmapped whole (what
  * the failed call left is unknown) and the error returned.
  */
-enum { VIEW_MAP = 0, VIEW_PROTECT = 1, VIEW_MOVE = 2, VIEW_RETRY = 4 };
+enum { VIEW_MAP = 0, VIEW_PROTECT = 1, VIEW_MOVE = 2, VIEW_RETRY = 4, VIEW_WIPING = 8 };
 int mmk__view_change(struct mmk_region *v, size_t s, size_t n, int st, uint32_t p, unsigned how);
 /* Unmap a whole view back to NONE.  0 or -errno. */
 int mmk__view_wipe(struct mmk_region *v);

@@ -117,27 +117,54 @@ int mmk__space_init(void);
 int mmk__space_alloc(size_t len, void *owner, char **out);
 /* Give a range back.  pre: it is PROT_NONE again. */
 int mmk__space_free(char *base, size_t len);
+/* Never hand [base, base+len) out again (someone else maps part of it):
+ * its granules get mmk__scratch_owner for good. */
+void mmk__space_retire(char *base, size_t len);
 /* The owner of the granule holding addr, or NULL.  Lock-free read, but only
  * meaningful under the lock. */
 void *mmk__space_owner(const void *addr);
 
 /* ---- write-protect by moving page tables (protect.c) --------------------- */
 
+/* The write-protect methods, in the order they are tried. */
+enum { MMK__PROTECT_MOVE, MMK__PROTECT_DONTUNMAP, MMK__PROTECT_MPROTECT, MMK__PROTECT_METHODS };
+/* Runs shorter than this are mprotected (unless a method is forced). */
+#define MMK__PROTECT_MIN_PAGES 512
+/* Read MMKIT_PROTECT (setup, not in a signal handler). */
+void mmk__protect_configure(void);
+/* Tests: force a method for runs of any length (-1: automatic again). */
+void mmk__protect_force(int method);
+/* The forced method, or -1. */
+int mmk__protect_forced(void);
+/* The method long runs get now: the forced one, else the first the kernel
+ * has not refused. */
+int mmk__protect_method(void);
+const char *mmk__protect_name(int method);
+/* The shortest run the method above is used for. */
+size_t mmk__protect_min_pages(void);
 /*
- * Make [addr, addr+len) read-only by moving its page-table entries away
- * (mremap MREMAP_DONTUNMAP) and protecting the empty range.  pre: lock held;
- * the range is one mapping.  On failure nothing changed and the caller
- * should mprotect instead.
+ * Move the entries of [addr, addr+len) into a scratch range with a plain
+ * mremap: the range becomes a hole, which the caller fills at once with
+ * MAP_FIXED_NOREPLACE.  inner_breaks: marks inside the range (the mappings
+ * moved along).  pre: lock held.  0, or -errno with nothing changed.
  */
-int mmk__protect_by_move(char *addr, size_t len);
-/* Owner tag of the scratch ranges in the view space. */
+int mmk__protect_move_away(char *addr, size_t len, long inner_breaks);
+/* Make [addr, addr+len) read-only with MREMAP_DONTUNMAP + mprotect.  pre:
+ * lock held.  0; or -errno, nothing changed if the mremap failed (the caller
+ * then mprotects). */
+int mmk__protect_by_dontunmap(char *addr, size_t len, long inner_breaks);
+/* Owner tag of the scratch ranges in the view space (and of ranges given
+ * up for good, see ST_LOST in view.h): never a view. */
 extern char mmk__scratch_owner;
-/* Scratch ranges not yet dropped (each may hold 2 mappings). */
-unsigned mmk__protect_pending(void);
+/* Mappings the scratch ranges not yet dropped may hold. */
+long mmk__protect_pending(void);
 /* Drop every queued scratch range now, on this thread (the one the reaper
  * is dropping, if any, stays pending).  pre: lock held. */
 void mmk__protect_drain(void);
 /* Reset after fork() in the child. */
 void mmk__protect_forked(void);
+/* Tests: called (if set) between the move and the fill of the hole, with
+ * the hole; a test maps something there to play another thread. */
+extern void (*mmk__protect_hole_hook)(void *addr, size_t len);
 
 #endif

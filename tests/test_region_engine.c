@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -28,6 +29,13 @@ long mmk__engine_kernel_count(uintptr_t lo, uintptr_t hi);
 void mmk__pool_extent(uint32_t *top, uint32_t *file_pages);
 void mmk__vm_lock(void);
 void mmk__vm_unlock(void);
+/* protect.c (the write-protect methods; same numbering as src/vm.h) */
+enum { MMK__PROTECT_MOVE, MMK__PROTECT_DONTUNMAP, MMK__PROTECT_MPROTECT, MMK__PROTECT_METHODS };
+void mmk__protect_force(int method);
+int mmk__protect_method(void);
+const char *mmk__protect_name(int method);
+long mmk__protect_pending(void);
+extern void (*mmk__protect_hole_hook)(void *addr, size_t len);
 
 static size_t PG;
 
@@ -60,6 +68,20 @@ static size_t space_mappings(void)
     mmk__engine_space_range(&base, &len);
     cr_assert_not_null(base);
     return kernel_mappings(base, len);
+}
+
+/* Wait until the reaper dropped every scratch range (the kernel's mappings
+ * then change only when the test changes them). */
+static void quiesce(void)
+{
+    for (;;) {
+        mmk__vm_lock();
+        long pending = mmk__protect_pending();
+        mmk__vm_unlock();
+        if (pending == 0)
+            return;
+        usleep(1000);
+    }
 }
 
 static struct mmk_region_stats stats_of(mmk_region *r)
@@ -233,6 +255,7 @@ Test(region_engine, kernel_count_query_and_text_agree, .init = setup)
         p[i * PG] = 2;
     char *base;
     size_t len;
+    quiesce();
     mmk__engine_space_range(&base, &len);
     mmk__vm_lock();
     long a = mmk__engine_kernel_count((uintptr_t)base, (uintptr_t)base + len);
@@ -605,4 +628,115 @@ Test(region_engine, regression_kernel_map_limit_does_not_kill_a_store, .init = s
     check_counts(r, "map limit", 0);
     mmk_region_destroy(r);
     mmk_region_destroy(other);
+}
+
+/* ---- write-protect methods (protect.c) ------------------------------------------- */
+
+/* Every method, forced for runs of any length: a snapshot keeps the bytes of
+ * its moment, the live view keeps working, and the count never drops below
+ * the kernel's. */
+Test(region_engine, every_protect_method_keeps_snapshots_and_counts, .init = setup,
+     .timeout = 120)
+{
+    for (int m = 0; m < MMK__PROTECT_METHODS; m++) {
+        mmk__protect_force(m);
+        cr_assert_eq(mmk__protect_method(), m);
+        size_t n = 2048;
+        mmk_region *r = mmk_region_create(n * PG, 0);
+        cr_assert_not_null(r);
+        char *p = mmk_region_base(r);
+        for (size_t i = 0; i < n; i++)
+            p[i * PG] = (char)(i * 7 + m);
+        mmk_region *s = mmk_region_snapshot(r, 0);
+        cr_assert_not_null(s);
+        for (size_t i = 0; i < n; i += 5)
+            p[i * PG] = 'x';
+        mmk_region *s2 = mmk_region_snapshot(r, 0);
+        cr_assert_not_null(s2);
+        for (size_t i = 0; i < n; i += 3)
+            p[i * PG] = 'y';
+        const char *q = mmk_region_base(s), *q2 = mmk_region_base(s2);
+        for (size_t i = 0; i < n; i++) {
+            cr_assert_eq(q[i * PG], (char)(i * 7 + m), "method %s page %zu",
+                         mmk__protect_name(m), i);
+            cr_assert_eq(q2[i * PG], i % 5 == 0 ? 'x' : (char)(i * 7 + m));
+            cr_assert_eq(p[i * PG], i % 3 == 0 ? 'y' : i % 5 == 0 ? 'x' : (char)(i * 7 + m));
+        }
+        struct mmk_region_stats st = stats_of(r);
+        cr_assert_geq((long)st.total_mappings, (long)space_mappings(), "method %s",
+                      mmk__protect_name(m));
+        mmk_region_destroy(s2);
+        mmk_region_destroy(s);
+        mmk_region_destroy(r);
+    }
+    mmk__protect_force(-1);
+}
+
+/* Another thread's mapping lands in the hole a move leaves: it is never
+ * destroyed, by that snapshot, later writes and faults, or destroy. */
+static char *foreign;
+static size_t foreign_len;
+
+static void take_the_hole(void *addr, size_t len)
+{
+    /* A piece in the middle of the hole, as another thread's mmap would. */
+    char *at = (char *)addr + (len / 2 & ~(PG - 1));
+    foreign_len = 3 * PG;
+    foreign = mmap(at, foreign_len, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+    if (foreign != MAP_FAILED)
+        memset(foreign, 0x77, foreign_len);
+    mmk__protect_hole_hook = NULL;
+}
+
+Test(region_engine, a_mapping_placed_in_the_hole_of_a_move_survives, .init = setup,
+     .timeout = 120)
+{
+    mmk__protect_force(MMK__PROTECT_MOVE);
+    size_t n = 1024;
+    mmk_region *r = mmk_region_create(n * PG, 0);
+    char *p = mmk_region_base(r);
+    for (size_t i = 0; i < n; i++)
+        p[i * PG] = (char)i;
+    mmk__protect_hole_hook = take_the_hole;
+    mmk_region *s = mmk_region_snapshot(r, 0);
+    cr_assert_not_null(s);
+    cr_assert_null(mmk__protect_hole_hook, "the move path ran");
+    cr_assert_neq(foreign, MAP_FAILED);
+    cr_assert_geq(foreign, p);
+    cr_assert_lt(foreign, p + n * PG);
+    size_t f0 = (size_t)(foreign - p) / PG, f1 = f0 + foreign_len / PG;
+    /* The other pages still work: read, write, snapshot. */
+    for (size_t i = 0; i < n; i++) {
+        if (i >= f0 && i < f1)
+            continue;
+        cr_assert_eq(p[i * PG], (char)i);
+        p[i * PG] = 'w';
+    }
+    mmk_region *s2 = mmk_region_snapshot(r, 0);
+    cr_assert_not_null(s2);
+    for (size_t i = 0; i < n; i++) {
+        char a = 0, b = 0;
+        cr_assert_eq(mmk_region_read(s, i * PG, &a, 1), 0);
+        cr_assert_eq(a, (char)i); /* the snapshot's bytes, lost pages too */
+        cr_assert_eq(mmk_region_read(s2, i * PG, &b, 1), 0);
+        cr_assert_eq(b, i >= f0 && i < f1 ? (char)i : 'w');
+    }
+    for (size_t k = 0; k < foreign_len; k++)
+        cr_assert_eq((unsigned char)foreign[k], 0x77);
+    struct mmk_region_stats st = stats_of(r);
+    cr_assert_geq((long)st.total_mappings, (long)space_mappings());
+    mmk_region_destroy(s2);
+    mmk_region_destroy(s);
+    mmk_region_destroy(r);
+    /* Destroyed, and new views made: the foreign mapping is still there. */
+    mmk_region *r2 = mmk_region_create(4 * n * PG, 0);
+    char *p2 = mmk_region_base(r2);
+    memset(p2, 1, 4 * n * PG);
+    for (size_t k = 0; k < foreign_len; k++)
+        cr_assert_eq((unsigned char)foreign[k], 0x77);
+    foreign[0] = 1; /* still writable: still the other mapping */
+    mmk_region_destroy(r2);
+    munmap(foreign, foreign_len);
+    mmk__protect_force(-1);
 }

@@ -1,0 +1,35 @@
+#!/bin/sh
+# Every write-protect method of the region engine, forced in turn
+# (MMKIT_PROTECT, src/protect.c), under the model tests, the 4-writer +
+# snapshotter point-in-time tests and the mapping-count tests, so every path
+# runs on every machine whatever the kernel prefers.  Under `make test-asan`
+# the build is the ASan one.  Exit 0 pass, 77 skip, else fail.
+B=${1:-build}
+for t in test_region test_region_engine; do
+    [ -x "$B/tests/$t" ] || { echo "no $B/tests/$t"; exit 77; }
+done
+fail=0
+# The model tests with random seeds are left to the plain run; the sanitizer
+# build, several times slower, runs the fixed-seed model and the writers.
+case "$B" in
+*asan*) r_set='model_fixed_seeds|snapshots_*4_writers|failed_*'
+        e_set='model_never_undercounts_default_budget|model_never_undercounts_budget_32_evicts|every_protect_*|a_mapping_placed_*' ;;
+*)      r_set='model_*|snapshots_*4_writers|mapping_count_*|failed_*|syscall_into_*'
+        e_set='model_*|kernel_count_*|every_protect_*|a_mapping_placed_*' ;;
+esac
+for m in move dontunmap mprotect; do
+    for spec in "test_region */@($r_set)" "test_region_engine */@($e_set)"; do
+        t=${spec%% *}
+        f=${spec#* }
+        out=$(MMKIT_PROTECT=$m timeout 500 "$B/tests/$t" -j2 --filter "$f" 2>&1)
+        rc=$?
+        line=$(printf '%s\n' "$out" | grep 'Synthesis')
+        echo "MMKIT_PROTECT=$m $t: $line"
+        if [ "$rc" -ne 0 ] || ! printf '%s' "$line" | grep -q 'Failing: 0 | Crashing: 0'; then
+            printf '%s\n' "$out" | grep -E 'FAIL|assert' | head -20
+            fail=1
+        fi
+        case "$line" in *"Tested: 0 "*) echo "no test matched"; fail=1 ;; esac
+    done
+done
+exit $fail
