@@ -229,8 +229,6 @@ static int protect_fast(struct mmk_region *v, size_t s, size_t n, uint32_t p, in
         /* Nothing changed (the run is several mappings, the kernel refuses
          * a move): the next method. */
     }
-    if (m <= MMK__PROTECT_DONTUNMAP)
-        r = mmk__protect_by_dontunmap(a, len, inner) == 0 ? 0 : 1;
     return r;
 }
 

@@ -127,7 +127,7 @@ void *mmk__space_owner(const void *addr);
 /* ---- write-protect by moving page tables (protect.c) --------------------- */
 
 /* The write-protect methods, in the order they are tried. */
-enum { MMK__PROTECT_MOVE, MMK__PROTECT_DONTUNMAP, MMK__PROTECT_MPROTECT, MMK__PROTECT_METHODS };
+enum { MMK__PROTECT_MOVE, MMK__PROTECT_MPROTECT, MMK__PROTECT_METHODS };
 /* Runs shorter than this are mprotected (unless a method is forced). */
 #define MMK__PROTECT_MIN_PAGES 512
 /* Read MMKIT_PROTECT (setup, not in a signal handler). */
@@ -149,10 +149,6 @@ size_t mmk__protect_min_pages(void);
  * moved along).  pre: lock held.  0, or -errno with nothing changed.
  */
 int mmk__protect_move_away(char *addr, size_t len, long inner_breaks);
-/* Make [addr, addr+len) read-only with MREMAP_DONTUNMAP + mprotect.  pre:
- * lock held.  0; or -errno, nothing changed if the mremap failed (the caller
- * then mprotects). */
-int mmk__protect_by_dontunmap(char *addr, size_t len, long inner_breaks);
 /* Owner tag of the scratch ranges in the view space (and of ranges given
  * up for good, see ST_LOST in view.h): never a view. */
 extern char mmk__scratch_owner;

@@ -30,7 +30,7 @@ void mmk__pool_extent(uint32_t *top, uint32_t *file_pages);
 void mmk__vm_lock(void);
 void mmk__vm_unlock(void);
 /* protect.c (the write-protect methods; same numbering as src/vm.h) */
-enum { MMK__PROTECT_MOVE, MMK__PROTECT_DONTUNMAP, MMK__PROTECT_MPROTECT, MMK__PROTECT_METHODS };
+enum { MMK__PROTECT_MOVE, MMK__PROTECT_MPROTECT, MMK__PROTECT_METHODS };
 void mmk__protect_force(int method);
 int mmk__protect_method(void);
 const char *mmk__protect_name(int method);

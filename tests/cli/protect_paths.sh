@@ -17,7 +17,7 @@ case "$B" in
 *)      r_set='model_*|snapshots_*4_writers|mapping_count_*|failed_*|syscall_into_*'
         e_set='model_*|kernel_count_*|every_protect_*|a_mapping_placed_*' ;;
 esac
-for m in move dontunmap mprotect; do
+for m in move mprotect; do
     for spec in "test_region */@($r_set)" "test_region_engine */@($e_set)"; do
         t=${spec%% *}
         f=${spec#* }
