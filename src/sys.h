@@ -198,6 +198,8 @@ int mmk__sys_raise_nofile(void);
 /* getsockname(2) / getpeername(2). */
 int mmk__sys_getsockname(int fd, struct sockaddr *addr, socklen_t *len);
 int mmk__sys_getpeername(int fd, struct sockaddr *addr, socklen_t *len);
+/* socketpair(2), close-on-exec. */
+int mmk__sys_socketpair(int domain, int type, int protocol, int sv[2]);
 /* shutdown(2). */
 int mmk__sys_shutdown(int fd, int how);
 /* send(2) with MSG_NOSIGNAL | MSG_DONTWAIT added: what fits now; the count. */

@@ -23,6 +23,13 @@ int mmk__sys_socket(int domain, int type, int protocol)
     RESULT(fd >= 0, fd);
 }
 
+int mmk__sys_socketpair(int domain, int type, int protocol, int sv[2])
+{
+    SAVE_ERRNO;
+    int r = socketpair(domain, type | SOCK_CLOEXEC, protocol, sv);
+    RESULT(r == 0, 0);
+}
+
 int mmk__sys_bind(int fd, const struct sockaddr *addr, socklen_t len)
 {
     SAVE_ERRNO;
