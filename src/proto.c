@@ -136,8 +136,11 @@ int mmk__proto_parse_req(const void *buf, size_t len, struct mmk__req *q)
     case MMK_OP_PING:
         name_needed = -1;
         break;
-    case MMK_OP_LIST: /* the name is a cursor: list names after it */
     case MMK_OP_SUBSCRIBE:
+        flags_ok = MMK__SUB_RING;
+        name_needed = 0;
+        break;
+    case MMK_OP_LIST: /* the name is a cursor: list names after it */
     case MMK_OP_UNSUBSCRIBE: /* empty: every segment */
         name_needed = 0;
         break;

@@ -15,8 +15,12 @@
  *                 | u64 version | u32 holders | u32 subscribers | u64 mtime_ns
  *
  * length is the datagram's exact size.  A request's id is chosen by the
- * client (non-zero); the reply carries it back.  Events carry id 0.  Only a
- * reply to OPEN carries a descriptor (SCM_RIGHTS).
+ * client (non-zero); the reply carries it back.  Events carry id 0.  A
+ * reply to OPEN carries the segment's descriptor (SCM_RIGHTS).  A SUBSCRIBE
+ * to one segment with flag MMK__SUB_RING asks for the segment's event ring
+ * (src/evring.h) instead of event messages: its reply carries two
+ * descriptors, the ring (read-only) and its bell, and in version the ring
+ * position the subscription starts at.
  */
 #ifndef MMK_PROTO_H
 #define MMK_PROTO_H
@@ -41,6 +45,9 @@ enum {
     MMK__T_REPLY = 64,
     MMK__T_EVENT = 65
 };
+
+/* SUBSCRIBE flag: deliver through the segment's event ring. */
+#define MMK__SUB_RING 0x1u
 
 struct mmk__req {
     uint16_t op;

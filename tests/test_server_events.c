@@ -4,6 +4,7 @@
  * in (they are not part of libmmkit). */
 #include "server/events.c"
 #include "server/segtab.c"
+#include "server/seg_ring.c"
 
 #include <criterion/criterion.h>
 

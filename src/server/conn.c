@@ -117,27 +117,39 @@ void mmk__conn_accept(struct mmk__srv *srv)
 
 /* ---- sending -------------------------------------------------------------- */
 
-/* Send one message now.  0, -EAGAIN (socket full), or another -errno. */
-static int send_now(struct mmk__conn *c, const void *buf, size_t len, int fd)
+/* Send one message now, with fd[0], fd[1] (each or -1).  0, -EAGAIN (socket
+ * full), or another -errno. */
+static int send_now(struct mmk__conn *c, const void *buf, size_t len, const int fd[2])
 {
     union {
         struct cmsghdr h;
-        char space[CMSG_SPACE(sizeof(int))];
+        char space[CMSG_SPACE(2 * sizeof(int))];
     } ctl;
     struct iovec iov = { (void *)buf, len };
     struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-    if (fd >= 0) {
+    int pass[2], n = 0;
+    for (int i = 0; i < 2; i++)
+        if (fd[i] >= 0)
+            pass[n++] = fd[i];
+    if (n) {
         memset(&ctl, 0, sizeof ctl);
         mh.msg_control = ctl.space;
-        mh.msg_controllen = sizeof ctl.space;
+        mh.msg_controllen = CMSG_SPACE((size_t)n * sizeof(int));
         struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
         cm->cmsg_level = SOL_SOCKET;
         cm->cmsg_type = SCM_RIGHTS;
-        cm->cmsg_len = CMSG_LEN(sizeof(int));
-        memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+        cm->cmsg_len = CMSG_LEN((size_t)n * sizeof(int));
+        memcpy(CMSG_DATA(cm), pass, (size_t)n * sizeof(int));
     }
-    ssize_t n = mmk__sys_sendmsg(c->w.fd, &mh, MSG_DONTWAIT);
-    return n < 0 ? (int)n : 0;
+    ssize_t r = mmk__sys_sendmsg(c->w.fd, &mh, MSG_DONTWAIT);
+    return r < 0 ? (int)r : 0;
+}
+
+static void close_fds(const int fd[2])
+{
+    for (int i = 0; i < 2; i++)
+        if (fd[i] >= 0)
+            mmk__sys_close(fd[i]);
 }
 
 static void set_want_out(struct mmk__conn *c, int on)
@@ -159,8 +171,7 @@ static void flush_out(struct mmk__conn *c)
         if (!c->out_head)
             c->out_tail = NULL;
         c->nout--;
-        if (m->fd >= 0)
-            mmk__sys_close(m->fd);
+        close_fds(m->fd);
         free(m);
         if (e) {
             mmk__conn_close(c, "send failed");
@@ -184,38 +195,36 @@ static void doom(struct mmk__conn *c, const char *why)
     c->srv->doomed = c;
 }
 
-void mmk__conn_send(struct mmk__conn *c, const void *buf, size_t len, int fd)
+void mmk__conn_send2(struct mmk__conn *c, const void *buf, size_t len, int fd0, int fd1)
 {
+    const int fd[2] = { fd0, fd1 };
     if (c->dead || c->doomed) {
-        if (fd >= 0)
-            mmk__sys_close(fd);
+        close_fds(fd);
         return;
     }
     if (!c->out_head) {
         int e = send_now(c, buf, len, fd);
         if (e != -EAGAIN) {
-            if (fd >= 0)
-                mmk__sys_close(fd); /* the peer has its own copy now */
+            close_fds(fd); /* the peer has its own copies now */
             if (e)
                 doom(c, "send failed");
             return;
         }
     }
     if (c->nout >= MMK__MAX_OUT) {
-        if (fd >= 0)
-            mmk__sys_close(fd);
+        close_fds(fd);
         doom(c, "reads too slowly (send queue full)");
         return;
     }
     struct mmk__outmsg *m = malloc(sizeof *m + len);
     if (!m) {
-        if (fd >= 0)
-            mmk__sys_close(fd);
+        close_fds(fd);
         doom(c, "out of memory");
         return;
     }
     m->next = NULL;
-    m->fd = fd;
+    m->fd[0] = fd0;
+    m->fd[1] = fd1;
     m->len = len;
     memcpy(m->data, buf, len);
     if (c->out_tail)
@@ -225,6 +234,11 @@ void mmk__conn_send(struct mmk__conn *c, const void *buf, size_t len, int fd)
     c->out_tail = m;
     c->nout++;
     set_want_out(c, 1);
+}
+
+void mmk__conn_send(struct mmk__conn *c, const void *buf, size_t len, int fd)
+{
+    mmk__conn_send2(c, buf, len, fd, -1);
 }
 
 /* ---- receiving -------------------------------------------------------------- */
@@ -328,8 +342,7 @@ void mmk__conn_close(struct mmk__conn *c, const char *why)
     while (c->out_head) {
         struct mmk__outmsg *m = c->out_head;
         c->out_head = m->next;
-        if (m->fd >= 0)
-            mmk__sys_close(m->fd);
+        close_fds(m->fd);
         free(m);
     }
     c->out_tail = NULL;
@@ -389,9 +402,17 @@ void mmk__conn_event_sink(const mmk_seg_event *ev, void *arg)
     if (len < 0)
         return;
     struct mmk__seg *s = mmk__segtab_find(&srv->segs, ev->info.name);
-    if (s)
-        for (size_t i = 0; i < s->nsubs; i++)
-            push_event(s->subs[i], ev, msg, (size_t)len);
+    if (s && s->ring)
+        mmk__ring_put(s->ring, ev); /* every ring reader at once */
+    if (s) {
+        for (size_t i = 0; i < s->nsubs; i++) {
+            struct mmk__conn *c = s->subs[i];
+            if (mmk__seg_sub_ring(s, i))
+                c->last_event = ev->seq; /* had it from the ring: no copy below */
+            else
+                push_event(c, ev, msg, (size_t)len);
+        }
+    }
     for (size_t i = 0; i < srv->nsuball; i++) {
         struct mmk__conn *c = srv->suball[i];
         if (mmk__seg_access(ev->info.mode, ev->info.uid, ev->info.gid, &c->cred, 4) == 0)
@@ -411,5 +432,5 @@ void mmk__conn_drop_subs(struct mmk__srv *srv, struct mmk__seg *s)
             }
         }
     }
-    s->nsubs = 0;
+    mmk__seg_sub_clear(s);
 }

@@ -242,11 +242,17 @@ static int do_subscribe(struct mmk__srv *srv, struct mmk__conn *c, const struct 
         c->subs = v;
         c->capsubs = cap;
     }
-    e = mmk__seg_sub_add(s, c);
+    int ring = (q->flags & MMK__SUB_RING) != 0;
+    int ring_fd = -1, bell_fd = -1;
+    e = mmk__seg_sub_add(s, c, ring);
+    if (!e && ring && (e = mmk__ring_handout(s->ring, &ring_fd, &bell_fd)) != 0)
+        mmk__seg_sub_del(s, c);
     if (e)
         return e;
     c->subs[c->nsubs++] = s;
-    mmk__reply_status(c, q->id, q->op, 0);
+    uint8_t buf[64];
+    int len = mmk__proto_put_reply(buf, q->id, q->op, 0, ring ? mmk__ring_head(s->ring) : 0);
+    mmk__conn_send2(c, buf, (size_t)len, ring_fd, bell_fd);
     return 0;
 }
 

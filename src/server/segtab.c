@@ -178,7 +178,9 @@ void mmk__seg_unref(struct mmk__seg *s)
     if (--s->refs > 0)
         return;
     mmk__sys_close(s->fd);
+    mmk__ring_free(s->ring);
     free(s->subs);
+    free(s->subring);
     free(s);
 }
 
@@ -242,7 +244,7 @@ void mmk__seg_info(const struct mmk__seg *s, mmk_seg_info *in)
     in->mtime_ns = s->mtime_ns;
 }
 
-int mmk__seg_sub_add(struct mmk__seg *s, struct mmk__conn *c)
+int mmk__seg_sub_add(struct mmk__seg *s, struct mmk__conn *c, int ring)
 {
     for (size_t i = 0; i < s->nsubs; i++)
         if (s->subs[i] == c)
@@ -253,18 +255,50 @@ int mmk__seg_sub_add(struct mmk__seg *s, struct mmk__conn *c)
         if (!v)
             return -ENOMEM;
         s->subs = v;
+        uint8_t *f = realloc(s->subring, cap);
+        if (!f)
+            return -ENOMEM;
+        s->subring = f;
         s->capsubs = cap;
     }
+    if (ring && !s->ring && !(s->ring = mmk__ring_new(s->name)))
+        return -ENOMEM;
+    s->subring[s->nsubs] = ring != 0;
     s->subs[s->nsubs++] = c;
+    s->nringsubs += ring != 0;
     return 0;
+}
+
+static void ring_unused(struct mmk__seg *s)
+{
+    if (s->nringsubs == 0 && s->ring) {
+        mmk__ring_free(s->ring);
+        s->ring = NULL;
+    }
 }
 
 void mmk__seg_sub_del(struct mmk__seg *s, struct mmk__conn *c)
 {
     for (size_t i = 0; i < s->nsubs; i++) {
         if (s->subs[i] == c) {
-            s->subs[i] = s->subs[--s->nsubs];
+            s->nringsubs -= s->subring[i];
+            s->nsubs--;
+            s->subs[i] = s->subs[s->nsubs];
+            s->subring[i] = s->subring[s->nsubs];
+            ring_unused(s);
             return;
         }
     }
+}
+
+int mmk__seg_sub_ring(const struct mmk__seg *s, size_t i)
+{
+    return s->subring[i];
+}
+
+void mmk__seg_sub_clear(struct mmk__seg *s)
+{
+    s->nsubs = 0;
+    s->nringsubs = 0;
+    ring_unused(s);
 }

@@ -4,6 +4,7 @@
  *   loop.c     the one epoll loop: descriptor watches and timers
  *   segtab.c   the segment table: sealed memfds, names, modes, access checks
  *   events.c   the event stream: sequence numbers, bounded backlog, sinks
+ *   seg_ring.c a segment's event ring (shared memory + one bell) for its subscribers
  *   conn.c     client connections: accept, receive, bounded send queues,
  *              hello timeout, detach on close, event fan-out to subscribers
  *   handlers.c one function per request
@@ -102,7 +103,10 @@ struct mmk__seg {
     uint64_t version, mtime_ns;
     uint32_t holders;
     struct mmk__conn **subs;  /* subscribed connections */
+    uint8_t *subring;         /* per entry of subs: 1 if it reads the event ring */
     size_t   nsubs, capsubs;
+    size_t   nringsubs;       /* entries of subs with subring set */
+    struct mmk__ring *ring;   /* the event ring, while ring subscribers exist */
     int      refs;            /* the table's reference + one per holding connection */
     int      removed;
 };
@@ -131,9 +135,30 @@ int  mmk__seg_reopen(const struct mmk__seg *s, int rw);
 /* 0 if cred may access s for want (4 read, 2 write, 6 both), else -EACCES. */
 int  mmk__seg_access(uint32_t mode, uint32_t uid, uint32_t gid, const struct mmk__cred *c, int want);
 void mmk__seg_info(const struct mmk__seg *s, mmk_seg_info *info);
-int  mmk__seg_sub_add(struct mmk__seg *s, struct mmk__conn *c);
+/* Add c to s's subscribers; ring: c reads s's event ring (made on the
+ * first such subscriber; -ENOMEM or -errno if it cannot be), not its socket. */
+int  mmk__seg_sub_add(struct mmk__seg *s, struct mmk__conn *c, int ring);
+/* Remove c; the ring goes with its last reader. */
 void mmk__seg_sub_del(struct mmk__seg *s, struct mmk__conn *c);
+/* 1 if entry i of s->subs reads the ring. */
+int  mmk__seg_sub_ring(const struct mmk__seg *s, size_t i);
+/* Drop every subscriber (the segment was removed) and the ring. */
+void mmk__seg_sub_clear(struct mmk__seg *s);
 uint64_t mmk__realtime_ns(void);
+
+/* ---- seg_ring.c --------------------------------------------------------------- */
+
+struct mmk__ring;
+struct mmk__ring *mmk__ring_new(const char *segname);
+/* Close the ring (readers see it closed), wake its readers, free it. */
+void mmk__ring_free(struct mmk__ring *r);
+/* Write ev into the ring and wake every reader. */
+void mmk__ring_put(struct mmk__ring *r, const mmk_seg_event *ev);
+void mmk__ring_bell(struct mmk__ring *r);
+/* Positions written so far: where a new reader starts. */
+uint64_t mmk__ring_head(const struct mmk__ring *r);
+/* New descriptors for a reader: the ring read-only, and the bell. */
+int  mmk__ring_handout(const struct mmk__ring *r, int *ring_fd, int *bell_fd);
 
 /* ---- events.c --------------------------------------------------------------
  *
@@ -180,7 +205,7 @@ struct mmk__hold {
 
 struct mmk__outmsg {
     struct mmk__outmsg *next;
-    int    fd;                 /* descriptor to pass, or -1; owned */
+    int    fd[2];              /* descriptors to pass, or -1; owned */
     size_t len;
     uint8_t data[];
 };
@@ -220,6 +245,8 @@ void mmk__conn_accept(struct mmk__srv *srv);
 /* Queue (or send at once) a message; fd (or -1) is consumed.  A connection
  * whose queue passes MMK__MAX_OUT is closed. */
 void mmk__conn_send(struct mmk__conn *c, const void *buf, size_t len, int fd);
+/* The same with two descriptors (or -1), both consumed. */
+void mmk__conn_send2(struct mmk__conn *c, const void *buf, size_t len, int fd0, int fd1);
 void mmk__conn_close(struct mmk__conn *c, const char *why);
 /* After each batch: close doomed connections, free closed ones, write the
  * index if it changed. */
