@@ -2,13 +2,14 @@
  * client.c - the client side of mmkitd: connect, synchronous calls with a
  * timeout, and asynchronous submit/recv with replies matched by request id.
  *
- * Everything the server sends arrives on one socket: replies (carrying the
- * id of their request) and events (id 0).  A synchronous call reads until
- * its own reply comes; whatever else it reads on the way is kept, in
- * order, in a queue that mmk_client_recv and mmk_seg_next_event drain
- * first.  Nothing is dropped, so asynchronous and synchronous use mix.
+ * Replies (carrying the id of their request) and events (id 0) arrive on
+ * one socket; events of a segment subscribed to with its event ring arrive
+ * in the ring instead (client_ring.c).  A synchronous call reads until its
+ * own reply comes; whatever else it reads on the way is kept, in order, in
+ * a queue that mmk_client_recv and mmk_seg_next_event drain first.
+ * Nothing is dropped, so asynchronous and synchronous use mix.
  */
-#include "mmkit.h"
+#include "client.h"
 #include "proto.h"
 #include "sys.h"
 
@@ -21,20 +22,6 @@
 #include <time.h>
 
 #define DEFAULT_TIMEOUT_MS 5000
-
-struct queued {
-    struct queued *next;
-    mmk_message m;
-};
-
-struct mmk_client {
-    int fd;
-    int timeout_ms;
-    uint32_t next_id;
-    struct queued *head, *tail;
-    size_t pending;
-    uint8_t buf[MMK__PROTO_MAX];
-};
 
 /* ---- paths and time ----------------------------------------------------- */
 
@@ -54,23 +41,23 @@ int mmk_server_default_path(char *buf, size_t cap)
     return n;
 }
 
-static int64_t now_ms(void)
+int64_t mmk__client_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int64_t deadline_of(const mmk_client *c, int timeout_ms)
+int64_t mmk__client_deadline(const mmk_client *c, int timeout_ms)
 {
-    return now_ms() + (timeout_ms < 0 ? c->timeout_ms : timeout_ms);
+    return mmk__client_now_ms() + (timeout_ms < 0 ? c->timeout_ms : timeout_ms);
 }
 
 /* Wait until fd is ready for events or the deadline passes. */
-static int wait_ready(int fd, short events, int64_t deadline)
+int mmk__client_wait(int fd, short events, int64_t deadline)
 {
     for (;;) {
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - mmk__client_now_ms();
         if (left < 0)
             left = 0;
         struct pollfd p = { .fd = fd, .events = events };
@@ -96,14 +83,14 @@ static int send_req(mmk_client *c, const struct mmk__req *q)
         return len;
     struct iovec iov = { buf, (size_t)len };
     struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-    int64_t deadline = deadline_of(c, -1);
+    int64_t deadline = mmk__client_deadline(c, -1);
     for (;;) {
         ssize_t n = mmk__sys_sendmsg(c->fd, &mh, MSG_DONTWAIT);
         if (n >= 0)
             return 0;
         if (n != -EAGAIN)
             return (int)n;
-        int e = wait_ready(c->fd, POLLOUT, deadline);
+        int e = mmk__client_wait(c->fd, POLLOUT, deadline);
         if (e)
             return e;
     }
@@ -138,20 +125,20 @@ static uint32_t take_id(mmk_client *c)
 /* ---- receiving ------------------------------------------------------------ */
 
 /*
- * Read one datagram into c->buf before the deadline.  *fd gets a descriptor
- * that came with it (or -1); extra descriptors are closed.  Returns the
- * length.
+ * Read one datagram into c->buf before the deadline.  fd[0], fd[1] get the
+ * descriptors that came with it (or -1); extra ones are closed.  Returns
+ * the length.
  */
-static int read_datagram(mmk_client *c, int64_t deadline, int *fd)
+int mmk__client_read(mmk_client *c, int64_t deadline, int fd[2])
 {
     union {
         struct cmsghdr h;
         char space[CMSG_SPACE(4 * sizeof(int))];
     } ctl;
-    *fd = -1;
+    fd[0] = fd[1] = -1;
     int reset = 0;
     for (;;) {
-        struct iovec iov = { c->buf, sizeof c->buf };
+        struct iovec iov = { c->buf, MMK__PROTO_MAX };
         struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1,
                              .msg_control = ctl.space, .msg_controllen = sizeof ctl.space };
         ssize_t n = mmk__sys_recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
@@ -165,9 +152,9 @@ static int read_datagram(mmk_client *c, int64_t deadline, int *fd)
         if (reset && (n == -EAGAIN || n == 0))
             return -ECONNRESET;
         if (n == -EAGAIN) {
-            if (deadline <= now_ms())
+            if (deadline <= mmk__client_now_ms())
                 return -ETIMEDOUT; /* nothing there and no time to wait */
-            int e = wait_ready(c->fd, POLLIN, deadline);
+            int e = mmk__client_wait(c->fd, POLLIN, deadline);
             if (e)
                 return e;
             continue;
@@ -181,8 +168,10 @@ static int read_datagram(mmk_client *c, int64_t deadline, int *fd)
             for (size_t i = 0; i < k; i++) {
                 int got;
                 memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof got);
-                if (*fd < 0)
-                    *fd = got;
+                if (fd[0] < 0)
+                    fd[0] = got;
+                else if (fd[1] < 0)
+                    fd[1] = got;
                 else
                     mmk__sys_close(got);
             }
@@ -190,17 +179,29 @@ static int read_datagram(mmk_client *c, int64_t deadline, int *fd)
         if (n == 0)
             return -ECONNRESET; /* the server closed the connection */
         if (mh.msg_flags & MSG_TRUNC) {
-            if (*fd >= 0)
-                mmk__sys_close(*fd);
-            *fd = -1;
+            mmk__client_close_fds(fd);
             return -EPROTO;
         }
         return (int)n;
     }
 }
 
-/* Turn the datagram in c->buf into a message.  Takes ownership of fd. */
-static int to_message(mmk_client *c, size_t len, int fd, mmk_message *m, struct mmk__reply *raw)
+void mmk__client_close_fds(int fd[2])
+{
+    for (int i = 0; i < 2; i++) {
+        if (fd[i] >= 0)
+            mmk__sys_close(fd[i]);
+        fd[i] = -1;
+    }
+}
+
+/*
+ * Turn the datagram in c->buf into a message.  Takes ownership of fd[]: an
+ * OPEN reply's descriptor goes to m->fd, a ring SUBSCRIBE reply's two to
+ * c->ring_fd (for mmk_seg_subscribe to take); others are closed.
+ */
+int mmk__client_message(mmk_client *c, size_t len, int fd[2], mmk_message *m,
+                        struct mmk__reply *raw)
 {
     uint16_t type;
     uint32_t id;
@@ -227,13 +228,21 @@ static int to_message(mmk_client *c, size_t len, int fd, mmk_message *m, struct 
         }
     }
     if (!e && m->kind == MMK_MSG_REPLY && m->op == MMK_OP_OPEN && m->status == 0) {
-        if (fd < 0)
+        if (fd[0] < 0)
             e = -EPROTO;
-        m->fd = fd;
-        fd = -1;
+        m->fd = fd[0];
+        fd[0] = -1;
     }
-    if (fd >= 0)
-        mmk__sys_close(fd);
+    if (!e && m->kind == MMK_MSG_REPLY && m->op == MMK_OP_SUBSCRIBE && m->status == 0 &&
+        fd[0] >= 0 && fd[1] >= 0 && c->ring_id && m->id == c->ring_id) {
+        mmk__client_close_fds(c->ring_fd);
+        c->ring_fd[0] = fd[0];
+        c->ring_fd[1] = fd[1];
+        c->ring_pos = m->version;
+        m->version = 0;
+        fd[0] = fd[1] = -1;
+    }
+    mmk__client_close_fds(fd);
     if (e && m->fd >= 0) {
         mmk__sys_close(m->fd);
         m->fd = -1;
@@ -241,9 +250,9 @@ static int to_message(mmk_client *c, size_t len, int fd, mmk_message *m, struct 
     return e ? -EPROTO : 0;
 }
 
-static int enqueue(mmk_client *c, const mmk_message *m)
+int mmk__client_enqueue(mmk_client *c, const mmk_message *m)
 {
-    struct queued *q = malloc(sizeof *q);
+    struct mmk__queued *q = malloc(sizeof *q);
     if (!q)
         return -ENOMEM;
     q->m = *m;
@@ -258,11 +267,11 @@ static int enqueue(mmk_client *c, const mmk_message *m)
 }
 
 /* Take the first queued message of kind (0: any) into *m.  1 if found. */
-static int dequeue(mmk_client *c, unsigned kind, mmk_message *m)
+int mmk__client_dequeue(mmk_client *c, unsigned kind, mmk_message *m)
 {
-    struct queued **pp = &c->head, *prev = NULL;
+    struct mmk__queued **pp = &c->head, *prev = NULL;
     for (; *pp; prev = *pp, pp = &(*pp)->next) {
-        struct queued *q = *pp;
+        struct mmk__queued *q = *pp;
         if (kind && q->m.kind != kind)
             continue;
         *m = q->m;
@@ -283,20 +292,20 @@ static int dequeue(mmk_client *c, unsigned kind, mmk_message *m)
  */
 static int wait_reply(mmk_client *c, uint32_t id, mmk_message *m, struct mmk__reply *raw)
 {
-    int64_t deadline = deadline_of(c, -1);
+    int64_t deadline = mmk__client_deadline(c, -1);
     for (;;) {
-        int fd;
-        int n = read_datagram(c, deadline, &fd);
+        int fd[2];
+        int n = mmk__client_read(c, deadline, fd);
         if (n < 0)
             return n;
-        int e = to_message(c, (size_t)n, fd, m, raw);
+        int e = mmk__client_message(c, (size_t)n, fd, m, raw);
         if (e)
             return e;
         if (m->kind == MMK_MSG_REPLY && m->id == id)
             return 0;
         if (m->kind == MMK_MSG_REPLY && m->id == 0 && m->status < 0)
             return m->status; /* about the connection itself (a server limit) */
-        e = enqueue(c, m);
+        e = mmk__client_enqueue(c, m);
         if (e) {
             if (m->fd >= 0)
                 mmk__sys_close(m->fd);
@@ -308,13 +317,14 @@ static int wait_reply(mmk_client *c, uint32_t id, mmk_message *m, struct mmk__re
 /* One synchronous call: send, wait for the reply, return its status. */
 static int call(mmk_client *c, struct mmk__req *q, mmk_message *m, struct mmk__reply *raw)
 {
-    q->id = take_id(c);
+    if (!q->id)
+        q->id = take_id(c);
     int e = send_req(c, q);
     if (e == -EPIPE || e == -ECONNRESET) {
         /* The server may have said why before it hung up (a limit). */
-        int fd;
-        int n = read_datagram(c, 0, &fd);
-        if (n > 0 && to_message(c, (size_t)n, fd, m, NULL) == 0 && m->kind == MMK_MSG_REPLY &&
+        int fd[2];
+        int n = mmk__client_read(c, 0, fd);
+        if (n > 0 && mmk__client_message(c, (size_t)n, fd, m, NULL) == 0 && m->kind == MMK_MSG_REPLY &&
             m->id == 0 && m->status < 0)
             return m->status;
     }
@@ -347,14 +357,28 @@ mmk_client *mmk_client_connect(const char *path, int timeout_ms)
     }
     strcpy(sa.sun_path, path);
     mmk_client *c = calloc(1, sizeof *c);
+    if (c && !(c->buf = malloc(MMK__PROTO_MAX))) {
+        free(c);
+        c = NULL;
+    }
     if (!c) {
         errno = ENOMEM;
         return NULL;
     }
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : DEFAULT_TIMEOUT_MS;
+    c->ring_fd[0] = c->ring_fd[1] = -1;
+    const char *rings = getenv("MMKIT_EVENT_RING");
+    c->use_rings = !(rings && !strcmp(rings, "0"));
     c->fd = mmk__sys_socket(AF_UNIX, SOCK_SEQPACKET, 0);
-    if (c->fd < 0) {
-        e = c->fd;
+    c->ep = c->fd < 0 ? -1 : mmk__sys_epoll_create();
+    struct epoll_event sev = { .events = EPOLLIN, .data.ptr = NULL };
+    e = c->fd < 0 ? c->fd : c->ep < 0 ? c->ep : mmk__sys_epoll_ctl(c->ep, EPOLL_CTL_ADD, c->fd, &sev);
+    if (e) {
+        if (c->ep >= 0)
+            mmk__sys_close(c->ep);
+        if (c->fd >= 0)
+            mmk__sys_close(c->fd);
+        free(c->buf);
         free(c);
         errno = -e;
         return NULL;
@@ -384,22 +408,28 @@ void mmk_client_close(mmk_client *c)
     if (!c)
         return;
     mmk_message m;
-    while (dequeue(c, 0, &m))
+    while (mmk__client_dequeue(c, 0, &m))
         if (m.fd >= 0)
             mmk__sys_close(m.fd);
+    mmk__client_ring_detach_all(c);
+    free(c->rings);
+    mmk__client_close_fds(c->ring_fd);
+    if (c->ep >= 0)
+        mmk__sys_close(c->ep);
     if (c->fd >= 0)
         mmk__sys_close(c->fd);
+    free(c->buf);
     free(c);
 }
 
 int mmk_client_fd(const mmk_client *c)
 {
-    return c ? c->fd : -EINVAL;
+    return c ? c->ep : -EINVAL;
 }
 
 size_t mmk_client_pending(const mmk_client *c)
 {
-    return c ? c->pending : 0;
+    return c ? c->pending + mmk__client_ring_ready(c) : 0;
 }
 
 int mmk_client_set_timeout(mmk_client *c, int timeout_ms)
@@ -474,16 +504,42 @@ int mmk_seg_grow(mmk_client *c, const char *name, uint64_t size)
     return simple(c, MMK_OP_GROW, name, 1, size, 0, 0, 0, &m);
 }
 
+/*
+ * A subscription to one segment asks for its event ring (unless
+ * $MMKIT_EVENT_RING=0).  A server that answers without one, or a ring this
+ * side cannot map, leaves the subscription on the socket: the ring is
+ * given up with an unsubscribe and the subscription made again without it.
+ */
 int mmk_seg_subscribe(mmk_client *c, const char *name)
 {
     mmk_message m;
-    return simple(c, MMK_OP_SUBSCRIBE, name && *name ? name : NULL, name && *name, 0, 0, 0, 0, &m);
+    if (!c || !name || !*name || !c->use_rings)
+        return simple(c, MMK_OP_SUBSCRIBE, name && *name ? name : NULL, name && *name, 0, 0, 0, 0,
+                      &m);
+    struct mmk__req q;
+    if (!mmk__proto_name_ok(name, strnlen(name, MMK_SEG_NAME_MAX + 1)))
+        return -EINVAL;
+    build_req(&q, MMK_OP_SUBSCRIBE, name, 0, 0, 0, MMK__SUB_RING);
+    q.id = c->ring_id = take_id(c);
+    int e = call(c, &q, &m, NULL);
+    c->ring_id = 0;
+    if (e == -EINVAL) /* a server without rings refuses the flag */
+        return simple(c, MMK_OP_SUBSCRIBE, name, 1, 0, 0, 0, 0, &m);
+    if (e || c->ring_fd[0] < 0)
+        return e; /* no ring came: the subscription is on the socket */
+    if (mmk__client_ring_attach(c, name) == 0)
+        return 0;
+    e = simple(c, MMK_OP_UNSUBSCRIBE, name, 1, 0, 0, 0, 0, &m);
+    return e ? e : simple(c, MMK_OP_SUBSCRIBE, name, 1, 0, 0, 0, 0, &m);
 }
 
 int mmk_seg_unsubscribe(mmk_client *c, const char *name)
 {
     mmk_message m;
-    return simple(c, MMK_OP_UNSUBSCRIBE, name && *name ? name : NULL, name && *name, 0, 0, 0, 0, &m);
+    int e = simple(c, MMK_OP_UNSUBSCRIBE, name && *name ? name : NULL, name && *name, 0, 0, 0, 0, &m);
+    if (!e && name && *name)
+        mmk__client_ring_detach(c, name);
+    return e;
 }
 
 int mmk_seg_publish(mmk_client *c, const char *name, uint64_t offset, uint64_t length,
@@ -523,37 +579,6 @@ int mmk_seg_list(mmk_client *c, int (*fn)(const mmk_seg_info *info, void *ctx), 
     }
 }
 
-int mmk_seg_next_event(mmk_client *c, mmk_seg_event *ev, int timeout_ms)
-{
-    mmk_message m;
-    if (!c || !ev)
-        return -EINVAL;
-    if (dequeue(c, MMK_MSG_EVENT, &m)) {
-        *ev = m.event;
-        return 0;
-    }
-    int64_t deadline = deadline_of(c, timeout_ms);
-    for (;;) {
-        int fd;
-        int n = read_datagram(c, deadline, &fd);
-        if (n < 0)
-            return n;
-        int e = to_message(c, (size_t)n, fd, &m, NULL);
-        if (e)
-            return e;
-        if (m.kind == MMK_MSG_EVENT) {
-            *ev = m.event;
-            return 0;
-        }
-        e = enqueue(c, &m);
-        if (e) {
-            if (m.fd >= 0)
-                mmk__sys_close(m.fd);
-            return e;
-        }
-    }
-}
-
 /* ---- asynchronous calls ----------------------------------------------------- */
 
 int mmk_client_submit(mmk_client *c, const mmk_request *req)
@@ -577,17 +602,4 @@ int mmk_client_submit(mmk_client *c, const mmk_request *req)
     q.id = take_id(c);
     int e = send_req(c, &q);
     return e ? e : (int)q.id;
-}
-
-int mmk_client_recv(mmk_client *c, mmk_message *m, int timeout_ms)
-{
-    if (!c || !m)
-        return -EINVAL;
-    if (dequeue(c, 0, m))
-        return 0;
-    int fd;
-    int n = read_datagram(c, deadline_of(c, timeout_ms), &fd);
-    if (n < 0)
-        return n;
-    return to_message(c, (size_t)n, fd, m, NULL);
 }

@@ -409,13 +409,14 @@ Test(server, subscribe_all_shows_only_readable_segments)
 
 struct sub_arg {
     pthread_barrier_t *ready;
+    mmk_client *c;
     int got, in_order, ranges_ok;
 };
 
 static void *subscriber(void *p)
 {
     struct sub_arg *a = p;
-    mmk_client *c = mmk_client_connect(srv.sock, 5000);
+    mmk_client *c = a->c;
     if (!c || mmk_seg_subscribe(c, "news") != 0) {
         pthread_barrier_wait(a->ready);
         return NULL;
@@ -451,6 +452,10 @@ Test(server, subscribers_receive_every_publish_in_order)
     struct sub_arg args[SUBSCRIBERS];
     memset(args, 0, sizeof args);
     for (int i = 0; i < SUBSCRIBERS; i++) {
+        /* Half read the segment's event ring, half get event messages. */
+        setenv("MMKIT_EVENT_RING", i % 2 ? "0" : "1", 1);
+        args[i].c = mmk_client_connect(srv.sock, 5000);
+        unsetenv("MMKIT_EVENT_RING");
         args[i].ready = &ready;
         pthread_create(&t[i], NULL, subscriber, &args[i]);
     }
@@ -465,6 +470,7 @@ Test(server, subscribers_receive_every_publish_in_order)
     }
     for (int i = 0; i < SUBSCRIBERS; i++) {
         pthread_join(t[i], NULL);
+        cr_expect_not_null(args[i].c, "subscriber %d could not connect", i);
         cr_expect_eq(args[i].got, PUBLISHES, "subscriber %d got %d events", i, args[i].got);
         cr_expect(args[i].in_order, "subscriber %d: events out of order", i);
         cr_expect(args[i].ranges_ok, "subscriber %d: wrong ranges", i);

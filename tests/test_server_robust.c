@@ -246,7 +246,9 @@ Test(robust, descriptors_sent_to_the_server_are_closed)
 
 Test(robust, slow_subscriber_is_dropped_publisher_unaffected)
 {
+    setenv("MMKIT_EVENT_RING", "0", 1); /* events as messages on its socket */
     mmk_client *slow = mmk_client_connect(srv.sock, 5000);
+    unsetenv("MMKIT_EVENT_RING");
     mmk_client *pub = mmk_client_connect(srv.sock, 5000);
     cr_assert_not_null(slow);
     cr_assert_not_null(pub);
@@ -259,6 +261,40 @@ Test(robust, slow_subscriber_is_dropped_publisher_unaffected)
     mmk_seg_info in;
     cr_assert_eq(mmk_seg_stat(pub, "flood", &in), 0);
     cr_assert_eq(in.subscribers, 0, "the slow subscriber is still attached");
+    mmk_client_close(slow);
+    mmk_client_close(pub);
+    assert_serving();
+}
+
+Test(robust, slow_ring_subscriber_learns_it_lost_events_publisher_unaffected)
+{
+    mmk_client *slow = mmk_client_connect(srv.sock, 5000);
+    mmk_client *pub = mmk_client_connect(srv.sock, 5000);
+    cr_assert_not_null(slow);
+    cr_assert_not_null(pub);
+    cr_assert_eq(mmk_seg_create(pub, "flood", 4096, 0644), 0);
+    cr_assert_eq(mmk_seg_subscribe(slow, "flood"), 0);
+    /* A ring reader costs the server nothing per event: it stays, and when
+     * it reads again it is told that it fell behind, then gets the newest. */
+    uint64_t v = 0;
+    for (int i = 0; i < 20000; i++)
+        cr_assert_eq(mmk_seg_publish(pub, "flood", 0, 0, &v), 0, "publish %d", i);
+    mmk_seg_info in;
+    cr_assert_eq(mmk_seg_stat(pub, "flood", &in), 0);
+    cr_assert_eq(in.subscribers, 1);
+    mmk_seg_event ev;
+    cr_assert_eq(mmk_seg_next_event(slow, &ev, 0), -EOVERFLOW);
+    uint64_t last = 0;
+    int n = 0;
+    while (mmk_seg_next_event(slow, &ev, 0) == 0) {
+        cr_assert_eq(ev.kind, MMK_EV_WRITE);
+        cr_assert_str_eq(ev.info.name, "flood");
+        if (n++)
+            cr_assert_eq(ev.info.version, last + 1, "the events kept are consecutive");
+        last = ev.info.version;
+    }
+    cr_assert_gt(n, 0);
+    cr_assert_eq(last, v, "the newest event is there");
     mmk_client_close(slow);
     mmk_client_close(pub);
     assert_serving();
