@@ -4,7 +4,9 @@
  *  1. 1,000 clients connected at once, each opening (one outstanding
  *     request per client) and mapping a segment: opens per second, errors.
  *  2. Event latency, publish to receipt, to 100 subscribers (p50, p99), vs
- *     the floor: one SOCK_SEQPACKET datagram from one process to another.
+ *     the floor: one SOCK_SEQPACKET datagram from one process to another;
+ *     through the segment's event ring (the default) and, for comparison,
+ *     as one event message per subscriber.
  *  3. The same with 500 idle connections held open (p99 ratio to 2).
  *  4. Opening and mapping a segment through mmkitd vs shm_open + mmap.
  *
@@ -106,10 +108,12 @@ static double pct(double *v, int n, double p)
     return v[i];
 }
 
-/* In a child: 100 subscribers on one epoll loop; write each latency (µs) to
- * the pipe.  The publish time of version v is in slot v % SLOTS. */
-static void subscribers_child(int out)
+/* In a child: 100 subscribers on one epoll loop, reading the segment's
+ * event ring (ring) or event messages; write each latency (µs) to the
+ * pipe.  The publish time of version v is in slot v % SLOTS. */
+static void subscribers_child(int out, int ring)
 {
+    setenv("MMKIT_EVENT_RING", ring ? "1" : "0", 1);
     mmk_client *c[SUBSCRIBERS];
     int ep = epoll_create1(0);
     mmk_client *m = must_connect();
@@ -148,7 +152,7 @@ static void subscribers_child(int out)
     _exit(0);
 }
 
-static void event_latency(double *p50, double *p99)
+static void event_latency(double *p50, double *p99, int ring)
 {
     int p[2];
     if (pipe(p) != 0)
@@ -161,7 +165,7 @@ static void event_latency(double *p50, double *p99)
     pid_t kid = fork();
     if (kid == 0) {
         close(p[0]);
-        subscribers_child(p[1]);
+        subscribers_child(p[1], ring);
     }
     close(p[1]);
     char ready;
@@ -262,6 +266,35 @@ static double ping_mmkitd(mmk_client *c)
     return (bench_now() - t0) / OPENS * 1e6;
 }
 
+/* A bare request and reply between two processes: one SOCK_SEQPACKET
+ * datagram each way, no server logic.  The floor of any mmkitd call. */
+static double bare_round_trip(void)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) != 0)
+        exit(1);
+    fflush(NULL);
+    pid_t kid = fork();
+    if (kid == 0) {
+        close(sv[0]);
+        char b[64];
+        for (ssize_t n; (n = recv(sv[1], b, sizeof b, 0)) > 0;)
+            if (send(sv[1], b, (size_t)n, 0) != n)
+                _exit(1);
+        _exit(0);
+    }
+    close(sv[1]);
+    char b[64] = { 0 };
+    double t0 = bench_now();
+    for (int i = 0; i < OPENS; i++)
+        if (send(sv[0], b, 42, 0) != 42 || recv(sv[0], b, sizeof b, 0) <= 0)
+            exit(1);
+    double dt = (bench_now() - t0) / OPENS * 1e6;
+    close(sv[0]);
+    waitpid(kid, NULL, 0);
+    return dt;
+}
+
 static double open_shm(const char *name)
 {
     double t0 = bench_now();
@@ -296,13 +329,14 @@ int main(int argc, char **argv)
     printf("| errors | %d | count | goal 0 |\n", errors);
 
     /* 2, 3 */
-    double f50, f99, e50, e99, i50, i99;
+    double f50, f99, e50, e99, i50, i99, m50, m99;
     bare_latency(&f50, &f99);
-    event_latency(&e50, &e99);
+    event_latency(&e50, &e99, 1);
+    event_latency(&m50, &m99, 0);
     static mmk_client *idle[IDLE];
     for (int i = 0; i < IDLE; i++)
         idle[i] = must_connect();
-    event_latency(&i50, &i99);
+    event_latency(&i50, &i99, 1);
     for (int i = 0; i < IDLE; i++)
         mmk_client_close(idle[i]);
     bench_header("server/events", "publish to receipt by 100 subscribers (the floor: one SOCK_SEQPACKET datagram between two processes)");
@@ -310,6 +344,8 @@ int main(int argc, char **argv)
     bench_row("event to 100 subscribers, p50 (goal <= 3x floor)", e50, "us", f50);
     bench_row("floor p99", f99, "us", 0);
     bench_row("event to 100 subscribers, p99", e99, "us", 0);
+    bench_row("the same as event messages (MMKIT_EVENT_RING=0), p50", m50, "us", f50);
+    bench_row("the same as event messages, p99", m99, "us", 0);
     bench_row("event to 100 subscribers, 500 idle connections, p50", i50, "us", e50);
     bench_row("event to 100 subscribers, 500 idle connections, p99 (goal <= 1.5x)", i99, "us", e99);
 
@@ -323,11 +359,12 @@ int main(int argc, char **argv)
         return 1;
     }
     close(sfd);
-    double a[BENCH_RUNS], b[BENCH_RUNS], c[BENCH_RUNS];
+    double a[BENCH_RUNS], b[BENCH_RUNS], c[BENCH_RUNS], d[BENCH_RUNS];
     for (int r = 0; r < BENCH_RUNS; r++) {
         a[r] = open_shm(shm_name);
         b[r] = open_mmkitd(admin);
         c[r] = ping_mmkitd(admin);
+        d[r] = bare_round_trip();
     }
     shm_unlink(shm_name);
     bench_header("server/open", "open a 64 KiB segment and map it (read-only), then unmap and close");
@@ -335,6 +372,7 @@ int main(int argc, char **argv)
     bench_row("shm_open + mmap (anchor)", an, "us", 0);
     bench_row("mmk_seg_open through mmkitd + mmap (goal <= 3x)", bench_median(b, BENCH_RUNS), "us", an);
     bench_row("mmkitd round trip (ping), for scale", bench_median(c, BENCH_RUNS), "us", an);
+    bench_row("floor: bare SOCK_SEQPACKET round trip between two processes", bench_median(d, BENCH_RUNS), "us", an);
 
     mmk_client_close(admin);
     stop_server();

@@ -860,12 +860,15 @@ MMK_API mmk_client *mmk_client_connect(const char *path, int timeout_ms);
 /* Close the connection; the server releases its opens and subscriptions.
  * Descriptors returned by mmk_seg_open stay valid.  NULL is ignored. */
 MMK_API void mmk_client_close(mmk_client *c);
-/* The connection's socket, for poll/epoll: readable when a reply or an
- * event may be waiting (then call mmk_client_recv with timeout 0).  Replies
- * or events already read and queued by a synchronous call make no noise on
- * it: check mmk_client_pending first. */
+/* A descriptor for poll/epoll (an epoll set of the socket and the bells of
+ * the event rings): readable when a reply or an event may be waiting.  Take
+ * with timeout 0 until the call fails, then poll again; a call right after
+ * one that returned a ring event may fail without looking and leave the
+ * descriptor readable, so the next poll returns at once.  Replies or events
+ * already queued by a synchronous call make no noise on it: check
+ * mmk_client_pending first. */
 MMK_API int mmk_client_fd(const mmk_client *c);
-/* Number of replies and events read from the socket but not yet taken. */
+/* Replies and events read but not yet taken, ring events included. */
 MMK_API size_t mmk_client_pending(const mmk_client *c);
 /* Timeout of the synchronous calls, in ms (> 0). */
 MMK_API int mmk_client_set_timeout(mmk_client *c, int timeout_ms);
@@ -899,7 +902,10 @@ MMK_API int mmk_seg_remove(mmk_client *c, const char *name);
 /* Grow to size bytes (write permission; never shrinks: -EINVAL). */
 MMK_API int mmk_seg_grow(mmk_client *c, const char *name, uint64_t size);
 /* Subscribe to name's events (read permission); NULL or "" subscribes to
- * every segment the caller may read, new ones included. */
+ * every segment the caller may read, new ones included.  A subscription to
+ * one segment reads the segment's event ring (the server writes each event
+ * once for all ring readers and wakes them with one call); with
+ * $MMKIT_EVENT_RING=0 at connect, events come as one message each. */
 MMK_API int mmk_seg_subscribe(mmk_client *c, const char *name);
 MMK_API int mmk_seg_unsubscribe(mmk_client *c, const char *name);
 /* Tell subscribers that [offset, offset + length) changed (write
@@ -908,7 +914,9 @@ MMK_API int mmk_seg_unsubscribe(mmk_client *c, const char *name);
 MMK_API int mmk_seg_publish(mmk_client *c, const char *name, uint64_t offset, uint64_t length,
                             uint64_t *version);
 /* Wait up to timeout_ms (< 0: the connection's timeout; 0: do not wait) for
- * the next event; replies to asynchronous requests stay queued. */
+ * the next event; replies to asynchronous requests stay queued.  Events of
+ * one segment come in order.  -EOVERFLOW: a ring reader fell more than 512
+ * events behind and lost some; the next call returns the oldest kept. */
 MMK_API int mmk_seg_next_event(mmk_client *c, mmk_seg_event *ev, int timeout_ms);
 
 /*
