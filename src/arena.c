@@ -30,29 +30,7 @@
  * under it touches the arena, so the thread holding it can never be
  * re-entered by a fault handler that wants it: it cannot self-deadlock.
  *
- * What "used" means.  The file must hold exactly the program's bytes, but a
- * page inside an already grown chunk can be written without any fault, so
- * faults say nothing about how much was written.  The used size is
- *
- *     max(allocation pointer, offset of the last non-zero byte + 1)
- *
- * where the allocation pointer starts at the used size found at open and
- * advances with mmk_arena_alloc (anonymous arenas included).  The last non-zero byte is found by scanning
- * backwards from the end of the file, skipping holes with SEEK_DATA and
- * SEEK_HOLE (the growth slack of a fallocated file reads as holes on ext4
- * and xfs until written).  Zero bytes stored past both are indistinguishable
- * from slack and are trimmed.
- *
- * Reopen.  Close trims the file to the used size and records that size in
- * the extended attribute user.mmkit.used; sync records the allocation
- * pointer there too, both as max(what is recorded, ours), so that no handle
- * lowers what another synced.  Close trims to the byte, so a file may end
- * inside a page, where a store past the end does not fault and would never
- * reach the file: opening a writable file extends it to the page boundary.  Open takes max(recorded size, last non-zero byte), so
- * trailing zeros that were allocated survive a close, and after a crash the
- * slack the dead process left behind is recognised.  A file without the
- * attribute (not written by mmkit, or on a filesystem without user xattrs)
- * counts as used up to its end.
+ * What "used" means, and how close and reopen keep it: arena_used.c.
  *
  * Several processes.  Each handle holds a shared flock on the file.  Close
  * trims only if it can upgrade to an exclusive lock, that is, when no other
@@ -61,7 +39,7 @@
  * happens only once nothing else in mmk_arena_open can fail.  A handle never
  * trims a file longer than its reservation: it cannot see the bytes there.
  */
-#include "mmkit.h"
+#include "arena.h"
 #include "fault.h"
 #include "report.h"
 #include "sys.h"
@@ -81,29 +59,7 @@
 
 #define ARENA_FLAGS (MMK_ARENA_CREATE | MMK_ARENA_RDONLY | MMK_ARENA_EXCL | \
                      MMK_ARENA_TRUNC | MMK_ARENA_NOFOLLOW)
-#define XATTR_USED "user.mmkit.used"
-#define DEFAULT_MIN_CHUNK ((size_t)1 << 20)
-#define DEFAULT_MAX_CHUNK ((size_t)256 << 20)
 #define DEFAULT_ALIGN 16
-#define NAME_LEN 200
-
-struct mmk_arena {
-    int fd;
-    unsigned flags;
-    int anon;               /* on a memfd: no trim, no xattr, ftruncate growth */
-    char *base;
-    size_t reserve;         /* page-rounded length of the reservation */
-    size_t page;
-    mmk_area *area;
-    atomic_size_t size;     /* file size as last seen: a lower bound */
-    atomic_size_t bump;     /* allocation pointer */
-    atomic_size_t min_chunk, max_chunk;
-    atomic_int truncate_growth; /* fallocate unsupported: serialized ftruncate */
-    atomic_ulong grow_lock; /* 0, or the fork generation of the holder + 1 */
-    atomic_size_t faults, grows;
-    unsigned long gen;      /* distinguishes this open from earlier ones */
-    char name[NAME_LEN];
-};
 
 /*
  * The last fault this thread handled without growing the file (see
@@ -143,7 +99,7 @@ static void note_size(mmk_arena *a, size_t n)
 
 /* The file's size now (an fstat), changing nothing: the accessors that take
  * a const handle use this one. */
-static int fstat_size(const mmk_arena *a, size_t *out)
+int mmk__arena_fstat_size(const mmk_arena *a, size_t *out)
 {
     struct stat st;
     int r = mmk__sys_fstat(a->fd, &st);
@@ -154,9 +110,9 @@ static int fstat_size(const mmk_arena *a, size_t *out)
 }
 
 /* The same, also raising the size seen (a lower bound kept for alloc). */
-static int file_size(mmk_arena *a, size_t *out)
+int mmk__arena_file_size(mmk_arena *a, size_t *out)
 {
-    int r = fstat_size(a, out);
+    int r = mmk__arena_fstat_size(a, out);
     if (r == 0)
         note_size(a, *out);
     return r;
@@ -229,7 +185,7 @@ static int extend_by_truncate(mmk_arena *a, size_t to)
     while (r == -EINTR);
     locked = r == 0; /* no OFD locks (old NFS): serialize this process only */
     size_t cur;
-    r = file_size(a, &cur);
+    r = mmk__arena_file_size(a, &cur);
     if (r == 0 && cur < to)
         r = mmk__sys_ftruncate(a->fd, (off_t)to);
     if (locked) {
@@ -280,13 +236,13 @@ static size_t growth_target(mmk_arena *a, size_t cur, size_t need)
 static int grow(mmk_arena *a, size_t need, int chunked)
 {
     size_t cur;
-    int r = file_size(a, &cur);
+    int r = mmk__arena_file_size(a, &cur);
     if (r < 0 || cur >= need)
         return r;
     size_t want = chunked ? growth_target(a, cur, need) : need;
     r = extend(a, cur, want);
     if (r < 0 && want > need) {
-        if (file_size(a, &cur) == 0 && cur >= need)
+        if (mmk__arena_file_size(a, &cur) == 0 && cur >= need)
             return 0;
         r = extend(a, cur, need);
     }
@@ -351,7 +307,7 @@ static int arena_fault(const mmk_fault *f, void *ctx)
     atomic_fetch_add_explicit(&a->faults, 1, memory_order_relaxed);
 
     size_t cur;
-    int r = file_size(a, &cur);
+    int r = mmk__arena_file_size(a, &cur);
     if (r < 0)
         return die_unbacked(f, a, off, r);
     struct fault_memo *m = &fault_memo;
@@ -385,176 +341,6 @@ static int arena_fault(const mmk_fault *f, void *ctx)
     if (r < 0 && (r = grow(a, need, 0)) < 0)
         return die_unbacked(f, a, off, r);
     return MMK_FAULT_RETRY;
-}
-
-/* ---- used size ------------------------------------------------------------ */
-
-/* One past the last non-zero byte of p[lo, hi), or lo if there is none. */
-static size_t scan_back(const unsigned char *p, size_t lo, size_t hi)
-{
-    while (hi > lo && (hi & 7))
-        if (p[--hi])
-            return hi + 1;
-    while (hi - lo >= 64) {
-        const uint64_t *w = (const uint64_t *)(const void *)(p + hi - 64);
-        if (w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7])
-            break;
-        hi -= 64;
-    }
-    while (hi > lo)
-        if (p[--hi])
-            return hi + 1;
-    return lo;
-}
-
-/*
- * One past the last non-zero byte of the file in [from, to), or from.
- * Data extents are found with SEEK_DATA / SEEK_HOLE.  They can only be
- * searched forwards, so the search looks at a window at the end of the range
- * first and doubles it backwards while the window holds no data: the cost
- * follows the distance from the end to the last data, not the file size (a
- * SEEK_HOLE over a long run of cached pages walks the page cache).  Without
- * SEEK_DATA support each window is scanned whole.  pre: the file is at least
- * `to` bytes long.
- */
-static size_t last_nonzero(const mmk_arena *a, size_t from, size_t to)
-{
-    const unsigned char *p = (const unsigned char *)a->base;
-    size_t window = DEFAULT_MIN_CHUNK;
-    while (to > from) {
-        size_t start = to - from > window ? to - window : from;
-        size_t lo = start, hi = to;
-        off_t d = mmk__sys_lseek(a->fd, (off_t)start, SEEK_DATA);
-        if (d == -ENXIO || (d >= 0 && (size_t)d >= to)) {
-            to = start; /* no data in the window: look further back */
-            window = window > SIZE_MAX / 2 ? window : 2 * window;
-            continue;
-        }
-        while (d >= 0) { /* find the last data extent in [start, to) */
-            off_t h = mmk__sys_lseek(a->fd, d, SEEK_HOLE);
-            if (h < 0 || (size_t)h >= to) {
-                lo = (size_t)d;
-                hi = to;
-                break;
-            }
-            off_t next = mmk__sys_lseek(a->fd, h, SEEK_DATA);
-            if (next < 0 || (size_t)next >= to) {
-                lo = (size_t)d;
-                hi = (size_t)h;
-                break;
-            }
-            d = next;
-        }
-        size_t n = scan_back(p, lo, hi);
-        if (n > lo)
-            return n;
-        to = lo;
-    }
-    return from;
-}
-
-/*
- * The used size as far as this handle can see: up to the end of the file or
- * of the reservation, whichever comes first.  *beyond tells whether the file
- * goes on past the reservation (grown by a handle with a larger one): what
- * lies there cannot be scanned.
- */
-static size_t used_in_view(const mmk_arena *a, int *beyond)
-{
-    size_t bump = atomic_load(&a->bump), size;
-    *beyond = 0;
-    if (fstat_size(a, &size) < 0)
-        return bump;
-    if (size > a->reserve) {
-        *beyond = 1;
-        size = a->reserve;
-    }
-    return size > bump ? last_nonzero(a, bump, size) : bump;
-}
-
-static size_t compute_used(const mmk_arena *a)
-{
-    int beyond;
-    size_t used = used_in_view(a, &beyond), size;
-    /* Past the reservation, all of the file counts. */
-    if (beyond && fstat_size(a, &size) == 0 && size > used)
-        used = size;
-    return used;
-}
-
-/* The used size recorded in the xattr, or SIZE_MAX if none can be read. */
-static size_t recorded_used(const mmk_arena *a)
-{
-    char buf[24];
-    int n = mmk__sys_fgetxattr(a->fd, XATTR_USED, buf, sizeof buf - 1);
-    if (n <= 0)
-        return SIZE_MAX;
-    size_t rec = 0;
-    for (int i = 0; i < n; i++) {
-        if (buf[i] < '0' || buf[i] > '9' || rec > (SIZE_MAX - 9) / 10)
-            return SIZE_MAX;
-        rec = rec * 10 + (size_t)(buf[i] - '0');
-    }
-    return rec;
-}
-
-/*
- * Lock out the other handles' record_used(.., 1) (an OFD lock on byte 1;
- * growth uses byte 0).  Best effort: without OFD locks two handles recording
- * at the same instant may lose the larger value.
- */
-static int lock_record(mmk_arena *a, short type)
-{
-    struct flock fl = { .l_type = type, .l_whence = SEEK_SET, .l_start = 1, .l_len = 1 };
-    int r;
-    do
-        r = mmk__sys_fcntl(a->fd, type == F_UNLCK ? F_OFD_SETLK : F_OFD_SETLKW,
-                           (long)(uintptr_t)&fl);
-    while (r == -EINTR);
-    return r;
-}
-
-/*
- * Record used in the xattr; with merge, record max(used, what is recorded
- * now), so that one handle never lowers what another synced (the recorded
- * value is trusted up to the file size only: a file truncated by another
- * tool may keep a stale attribute).  Returns the value recorded.
- */
-static size_t record_used(mmk_arena *a, size_t used, int merge)
-{
-    int locked = merge && lock_record(a, F_WRLCK) == 0;
-    if (merge) {
-        size_t rec = recorded_used(a), size;
-        if (rec != SIZE_MAX && file_size(a, &size) == 0) {
-            if (rec > size)
-                rec = size;
-            if (rec > used)
-                used = rec;
-        }
-    }
-    char buf[24];
-    int n = 0;
-    char d[24];
-    int i = 0;
-    size_t v = used;
-    do
-        d[i++] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    while (i > 0)
-        buf[n++] = d[--i];
-    mmk__sys_fsetxattr(a->fd, XATTR_USED, buf, (size_t)n, 0); /* best effort */
-    if (locked)
-        lock_record(a, F_UNLCK);
-    return used;
-}
-
-/* The used size of a file being opened (see the comment at the top). */
-static size_t recover_used(mmk_arena *a, size_t size)
-{
-    size_t rec = recorded_used(a);
-    if (rec >= size)
-        return size;
-    return last_nonzero(a, rec, size);
 }
 
 /* ---- public calls ----------------------------------------------------------- */
@@ -734,7 +520,7 @@ mmk_arena *mmk_arena_open(const char *path, size_t reserve, unsigned flags)
     size_t size = (size_t)st.st_size;
     atomic_init(&a->size, size > reserve ? reserve : size);
     if (path && !trunc)
-        atomic_init(&a->bump, recover_used(a, size));
+        atomic_init(&a->bump, mmk__arena_recover_used(a, size));
 
     a->area = mmk_area_register(a->base, reserve, arena_fault, a);
     if (!a->area)
@@ -747,7 +533,7 @@ mmk_arena *mmk_arena_open(const char *path, size_t reserve, unsigned flags)
             if (size > 0 && (r = mmk__sys_ftruncate(a->fd, 0)) < 0)
                 return fail(a, &o, r);
             atomic_store(&a->size, 0);
-            record_used(a, 0, 0);
+            mmk__arena_record_used(a, 0, 0);
             mmk__sys_flock(a->fd, LOCK_SH);
         } else {
             /*
@@ -757,7 +543,7 @@ mmk_arena *mmk_arena_open(const char *path, size_t reserve, unsigned flags)
              */
             if (size % page && (r = extend(a, size, page_up(size, page))) < 0)
                 return fail(a, &o, r);
-            record_used(a, atomic_load(&a->bump), 1);
+            mmk__arena_record_used(a, atomic_load(&a->bump), 1);
         }
     }
     return a;
@@ -779,10 +565,10 @@ int mmk_arena_close(mmk_arena *a)
          * is left as it is.  The used size is measured after that is known,
          * so that no other handle can write past it before the trim. */
         int lk = mmk__sys_flock(a->fd, LOCK_EX | LOCK_NB), beyond;
-        size_t size, used = record_used(a, used_in_view(a, &beyond), 1);
+        size_t size, used = mmk__arena_record_used(a, mmk__arena_used_in_view(a, &beyond), 1);
         /* A file longer than our reservation holds bytes we cannot see: it
          * is never trimmed (the next handle that sees it all will). */
-        if (lk == 0 && !beyond && file_size(a, &size) == 0 && size > used)
+        if (lk == 0 && !beyond && mmk__arena_file_size(a, &size) == 0 && size > used)
             r = mmk__sys_ftruncate(a->fd, (off_t)used);
         int s = mmk__sys_fsync(a->fd);
         if (r == 0)
@@ -807,14 +593,14 @@ size_t mmk_arena_size(const mmk_arena *a)
     if (!a)
         return 0;
     size_t n;
-    if (fstat_size(a, &n) < 0)
+    if (mmk__arena_fstat_size(a, &n) < 0)
         n = atomic_load(&a->size);
     return n > a->reserve ? a->reserve : n;
 }
 
 size_t mmk_arena_used(const mmk_arena *a)
 {
-    return a ? compute_used(a) : 0;
+    return a ? mmk__arena_compute_used(a) : 0;
 }
 
 int mmk_arena_reserve(mmk_arena *a, size_t len)
@@ -879,7 +665,7 @@ int mmk_arena_sync(mmk_arena *a)
         return -EINVAL;
     if (a->anon || (a->flags & MMK_ARENA_RDONLY))
         return 0;
-    record_used(a, atomic_load(&a->bump), 1);
+    mmk__arena_record_used(a, atomic_load(&a->bump), 1);
     /* fsync writes back the pages dirtied through the mapping too, and makes
      * the xattr durable with them. */
     return mmk__sys_fsync(a->fd);
