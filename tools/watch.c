@@ -70,6 +70,12 @@ int cmd_watch(int argc, char **argv)
         do
             e = mmk_seg_next_event(c, &ev, 3600 * 1000);
         while (e == -ETIMEDOUT);
+        if (e == -EOVERFLOW) {
+            /* Fell behind the segment's event ring: say so, go on. */
+            fprintf(stderr, "mmkit watch: events lost (this reader fell behind)\n");
+            n--;
+            continue;
+        }
         if (e) {
             cli_error("watch: %s", mmk_strerror(e));
             rc = 1;
