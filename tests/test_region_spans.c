@@ -193,3 +193,78 @@ Test(region_spans, scattered_runs_snapshot_after_snapshot, .init = setup, .fini 
         mmk_region_destroy(r);
     }
 }
+
+/* prepare_write and restore protect the writable pages of their range /
+ * source first, through the same spans: their promises hold over scattered
+ * runs with unmapped pages between them. */
+static void prepare_and_restore_case(size_t gap)
+{
+    mmk__protect_force_gap(gap);
+    mmk_region *r = mmk_region_create(N * PG, 0);
+    cr_assert_not_null(r);
+    char *p = mmk_region_base(r);
+    for (size_t i = 0; i < N / 2; i++)
+        p[i * PG] = fill_of(i);
+    mmk_region *s0 = mmk_region_snapshot(r, 0);
+    cr_assert_not_null(s0);
+    mmk__vm_lock();
+    int e = mmk__view_wipe(r);
+    mmk__vm_unlock();
+    cr_assert_eq(e, 0);
+    for (size_t b = 0; b < N / BLOCK; b++)
+        if (mapped_block(b))
+            (void)*(volatile char *)(p + b * BLOCK * PG);
+    for (size_t i = 0; i < N; i++)
+        if (written(i))
+            p[i * PG] = 'w';
+    cr_assert_eq(mmk_region_prepare_write(r, 0, N * PG), 0);
+    for (size_t i = 0; i < N; i++)
+        cr_assert_eq(p[i * PG], written(i) ? 'w' : i < N / 2 ? fill_of(i) : 0, "gap %zu page %zu",
+                     gap, i);
+    /* Scattered short runs again, with unmapped pages between them. */
+    mmk_region *s1 = mmk_region_snapshot(r, 0);
+    cr_assert_not_null(s1);
+    mmk__vm_lock();
+    e = mmk__view_wipe(r);
+    mmk__vm_unlock();
+    cr_assert_eq(e, 0);
+    for (size_t b = 0; b < N / BLOCK; b++)
+        if (mapped_block(b))
+            (void)*(volatile char *)(p + b * BLOCK * PG);
+    for (size_t i = 0; i < N; i++)
+        if (written(i))
+            p[i * PG] = 'x';
+    /* Restore from the live region: its writable pages are protected first,
+     * so its writes after the call never reach the copy. */
+    mmk_region *copy = mmk_region_snapshot(s0, MMK_SNAP_WRITABLE);
+    cr_assert_not_null(copy);
+    cr_assert_eq(mmk_region_restore(copy, r), 0);
+    for (size_t i = 0; i < N; i++) {
+        cr_assert_eq(p[i * PG], written(i) ? 'x' : i < N / 2 ? fill_of(i) : 0, "gap %zu page %zu",
+                     gap, i);
+        p[i * PG] = 'y';
+    }
+    const char *c = mmk_region_base(copy);
+    for (size_t i = 0; i < N; i++) {
+        char want = written(i) ? 'x' : i < N / 2 ? fill_of(i) : 0;
+        cr_assert_eq(c[i * PG], want, "gap %zu page %zu", gap, i);
+        char a = 1, b = 1;
+        cr_assert_eq(mmk_region_read(s0, i * PG, &a, 1), 0);
+        cr_assert_eq(a, i < N / 2 ? fill_of(i) : 0);
+        cr_assert_eq(mmk_region_read(s1, i * PG, &b, 1), 0);
+        cr_assert_eq(b, written(i) ? 'w' : i < N / 2 ? fill_of(i) : 0);
+    }
+    check_counts(r, "prepare and restore");
+    mmk_region_destroy(copy);
+    mmk_region_destroy(s1);
+    mmk_region_destroy(s0);
+    mmk_region_destroy(r);
+}
+
+Test(region_spans, prepare_write_and_restore_over_scattered_runs, .init = setup,
+     .fini = teardown)
+{
+    prepare_and_restore_case(0);
+    prepare_and_restore_case(1024);
+    prepare_and_restore_case(SIZE_MAX);
+}
