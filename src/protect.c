@@ -183,15 +183,34 @@ const char *mmk__protect_name(int method)
 }
 
 static int forced_by_call;
+static size_t span_gap = MMK__PROTECT_SPAN_GAP;
+static int gap_by_call;
 
 void mmk__protect_configure(void)
 {
     const char *env = getenv("MMKIT_PROTECT");
-    if (!env || forced_by_call)
-        return;
-    for (int m = 0; m < MMK__PROTECT_METHODS; m++)
-        if (strcmp(env, names[m]) == 0)
-            forced = m;
+    if (env && !forced_by_call)
+        for (int m = 0; m < MMK__PROTECT_METHODS; m++)
+            if (strcmp(env, names[m]) == 0)
+                forced = m;
+    env = getenv("MMKIT_PROTECT_BATCH");
+    if (env && !gap_by_call) {
+        if (strcmp(env, "off") == 0 || strcmp(env, "0") == 0)
+            span_gap = 0;
+        else if (strcmp(env, "max") == 0)
+            span_gap = SIZE_MAX;
+    }
+}
+
+size_t mmk__protect_span_gap(void)
+{
+    return span_gap;
+}
+
+void mmk__protect_force_gap(size_t gap)
+{
+    gap_by_call = gap != (size_t)-2;
+    span_gap = gap_by_call ? gap : MMK__PROTECT_SPAN_GAP;
 }
 
 void mmk__protect_force(int method)

@@ -1,6 +1,7 @@
 /*
  * view.c - mapping a view: page states, the marks the mapping count is
- * made of, read and write faults, write-protection.
+ * made of, read and write faults (write-protection for a snapshot is in
+ * view_protect.c).
  *
  * A view (mmk_region) has a page table (vm.h) and, once someone asks for its
  * address, an address range.  The range starts PROT_NONE; every page is in
@@ -114,6 +115,19 @@ static void record(struct mmk_region *v, size_t s, size_t e, int st, int one_map
     mmk__view_mark_break(v, e);
 }
 
+/* An mprotect to read-only over [s, e) succeeded (VIEW_SPAN): its RW pages
+ * are RO now, every other page keeps its state (the call left mappings that
+ * were read-only already as they were).  Breaks inside stay; a mapping may
+ * now begin at s and at e. */
+static void record_span(struct mmk_region *v, size_t s, size_t e)
+{
+    for (size_t i = s; i < e; i++)
+        if ((v->state[i] & (ST_MASK | ST_LOST)) == ST_RW)
+            v->state[i] = (uint8_t)((v->state[i] & ST_BREAK) | ST_RO);
+    mmk__view_mark_break(v, s);
+    mmk__view_mark_break(v, e);
+}
+
 void mmk__view_dirty_add(struct mmk_region *v, size_t s, size_t n)
 {
     if (v->ndirty && v->dirty[v->ndirty - 1].start + v->dirty[v->ndirty - 1].len == s) {
@@ -200,8 +214,7 @@ static int fill_fresh(struct mmk_region *v, size_t s, size_t n, uint32_t p)
     return r;
 }
 
-/* Breaks inside (s, s+n): mappings that may begin there. */
-static long inner_breaks(const struct mmk_region *v, size_t s, size_t n)
+long mmk__view_inner_breaks(const struct mmk_region *v, size_t s, size_t n)
 {
     long k = 0;
     for (size_t i = s + 1; i < s + n; i++)
@@ -216,7 +229,7 @@ static int protect_fast(struct mmk_region *v, size_t s, size_t n, uint32_t p, in
 {
     char *a = v->base + s * page_size();
     size_t len = n * page_size();
-    long inner = inner_breaks(v, s, n);
+    long inner = mmk__view_inner_breaks(v, s, n);
     int m = mmk__protect_method(), r = 1;
     if (m == MMK__PROTECT_MOVE && p) {
         if (mmk__protect_move_away(a, len, inner) == 0) {
@@ -264,7 +277,9 @@ static int change_one(struct mmk_region *v, size_t s, size_t n, int st, uint32_t
             mmk__view_wipe(v);
         return r;
     }
-    if (!done)
+    if (how & VIEW_SPAN)
+        record_span(v, s, s + n);
+    else if (!done)
         record(v, s, s + n, st, !(how & VIEW_PROTECT));
     return 0;
 }
@@ -603,104 +618,6 @@ int mmk__view_materialize(struct mmk_region *v)
     v->nmapped = 0;
     v->base = base;
     link_view(v);
-    return 0;
-}
-
-/* The leaf node that holds page's slot, or NULL (an all-zero subtree). */
-static const struct mmk__node *leaf_at(const struct mmk_region *v, size_t page)
-{
-    uint32_t n = v->root;
-    for (unsigned level = v->levels; n && level > 1; level--)
-        n = mmk__node(n)->slot[(page >> ((level - 1) * MMK__FANOUT_BITS)) & (MMK__FANOUT - 1)];
-    return n ? mmk__node(n) : NULL;
-}
-
-/* The end (<= end) of the run from page i backed by consecutive pool pages;
- * *first: i's pool page.  Walks the leaves, not a lookup per page. */
-static size_t pool_run_end(const struct mmk_region *v, size_t i, size_t end, uint32_t *first)
-{
-    uint32_t p = mmk__pt_lookup(v->root, v->levels, i);
-    *first = p;
-    if (!p)
-        return i + 1;
-    size_t j = i + 1;
-    while (j < end) {
-        const struct mmk__node *leaf = leaf_at(v, j);
-        if (!leaf)
-            return j;
-        size_t stop = (j | (MMK__FANOUT - 1)) + 1;
-        if (stop > end)
-            stop = end;
-        for (; j < stop; j++)
-            if (leaf->slot[mmk__pt_leaf_index(j)] != p + (uint32_t)(j - i))
-                return j;
-    }
-    return j;
-}
-
-/* Make the RW pages in [i, end) read-only.  If that fails, the view is
- * unmapped instead (as safe).  pre: engine lock held, v materialized. */
-int mmk__view_protect_range(struct mmk_region *v, size_t i, size_t end)
-{
-    size_t min = mmk__protect_min_pages();
-    while (i < end) {
-        if (vstate(v, i) != ST_RW) {
-            i++;
-            continue;
-        }
-        size_t j = i + 1;
-        while (j < end && vstate(v, j) == ST_RW)
-            j++;
-        uint32_t p = 0;
-        unsigned how = VIEW_PROTECT;
-        int m = mmk__protect_method();
-        if (j - i >= min && m != MMK__PROTECT_MPROTECT) {
-            how |= VIEW_MOVE;
-            if (m == MMK__PROTECT_MOVE) {
-                /* A fresh mapping holds consecutive pool pages only: a run
-                 * of them long enough is moved, a shorter one mprotected. */
-                size_t e = pool_run_end(v, i, j, &p);
-                j = e;
-                if (e - i < min) {
-                    how = VIEW_PROTECT;
-                    p = 0;
-                }
-            }
-        }
-        /* Protecting a run may split it off its neighbours; a move adds a
-         * scratch range holding what was inside.  Making room may unmap v
-         * itself: look again. */
-        int r = mmk__engine_make_room(v, 4 + ((how & VIEW_MOVE) ? inner_breaks(v, i, j - i) : 0));
-        if (r < 0)
-            return r;
-        if (vstate(v, i) != ST_RW)
-            continue;
-        r = mmk__view_change(v, i, j - i, ST_RO, p, how);
-        if (r < 0)
-            return v->nmapped == 0 ? 0 : r; /* unmapped whole: nothing left writable */
-        i = j;
-    }
-    return 0;
-}
-
-int mmk__view_protect_dirty(struct mmk_region *v)
-{
-    if (!v->base)
-        return 0;
-    struct run all = { 0, v->npages };
-    struct run *runs = v->dirty_overflow ? &all : v->dirty;
-    size_t nruns = v->dirty_overflow ? 1 : v->ndirty;
-    int err = 0;
-    for (size_t k = 0; k < nruns && err == 0; k++)
-        err = mmk__view_protect_range(v, runs[k].start, runs[k].start + runs[k].len);
-    if (err < 0) {
-        /* Some page may still be writable: keep it on the books (scan
-         * every page next time) so no later snapshot shares it unprotected. */
-        v->dirty_overflow = 1;
-        return err;
-    }
-    v->ndirty = 0;
-    v->dirty_overflow = 0;
     return 0;
 }
 

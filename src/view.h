@@ -91,13 +91,18 @@ void mmk__view_forget(struct mmk_region *v);
  *                 moving its page tables away (protect.c); with p != 0 the
  *                 run is backed by pool pages p, p+1, ... and may be moved
  *                 away and mapped afresh read-only (one mapping).
+ *   | VIEW_SPAN   (with VIEW_PROTECT, st RO, p 0) one mprotect over a
+ *                 span of short runs and the pages between them, all of
+ *                 them mapped (view_protect.c): only the RW pages change
+ *                 state, the others were read-only already.
  * Either way a mapping may now begin at s and at s + n.  The caller made
  * room (mmk__engine_make_room) for 2 more breaks.  When the kernel refuses
  * for its own mapping limit (ENOMEM), other views are unmapped and the call
  * tried again.  If the kernel call fails the view is unmapped whole (what
  * the failed call left is unknown) and the error returned.
  */
-enum { VIEW_MAP = 0, VIEW_PROTECT = 1, VIEW_MOVE = 2, VIEW_RETRY = 4, VIEW_WIPING = 8 };
+enum { VIEW_MAP = 0, VIEW_PROTECT = 1, VIEW_MOVE = 2, VIEW_RETRY = 4, VIEW_WIPING = 8,
+       VIEW_SPAN = 16 };
 int mmk__view_change(struct mmk_region *v, size_t s, size_t n, int st, uint32_t p, unsigned how);
 /* Unmap a whole view back to NONE.  0 or -errno. */
 int mmk__view_wipe(struct mmk_region *v);
@@ -110,8 +115,11 @@ void mmk__view_dirty_add(struct mmk_region *v, size_t s, size_t n);
  * (nothing is copied through the pool window on failure). */
 int mmk__view_copy_pages(uint32_t q, const void *src, size_t n);
 
+/* Breaks inside (s, s+n): mappings that may begin there. */
+long mmk__view_inner_breaks(const struct mmk_region *v, size_t s, size_t n);
+
 /* Write-protect the RW pages of [i, end) / those made RW since the last
- * snapshot. */
+ * snapshot (view_protect.c). */
 int mmk__view_protect_range(struct mmk_region *v, size_t i, size_t end);
 int mmk__view_protect_dirty(struct mmk_region *v);
 

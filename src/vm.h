@@ -142,6 +142,14 @@ int mmk__protect_method(void);
 const char *mmk__protect_name(int method);
 /* The shortest run the method above is used for. */
 size_t mmk__protect_min_pages(void);
+/* Short runs (those mprotected) at most this many pages apart, every page
+ * between them mapped, are protected by one mprotect (view_protect.c).
+ * MMKIT_PROTECT_BATCH=off (0: every run its own call) or =max (SIZE_MAX: any
+ * distance) at setup, or mmk__protect_force_gap() in tests, change it. */
+#define MMK__PROTECT_SPAN_GAP 1024
+size_t mmk__protect_span_gap(void);
+/* Tests: the gap (0: off, SIZE_MAX: any); (size_t)-2: the default again. */
+void mmk__protect_force_gap(size_t gap);
 /*
  * Move the entries of [addr, addr+len) into a scratch range with a plain
  * mremap: the range becomes a hole, which the caller fills at once with
