@@ -186,9 +186,10 @@ demo: $(CLI)
 # libFuzzer targets for the parsers of untrusted input (clang), each run for
 # FUZZ_SECONDS on a copy of its seed corpus fuzz/corpus/NAME (new inputs stay
 # in the build directory): the store's parsers (shm_parse), the report
-# grammar (report_text) and mmkitd's wire format (proto) are built against
-# the library's sources; the HTTP feed (http_request) has its rule above.
-FUZZ_NAMES   := proto report_text shm_parse http_request
+# grammar (report_text), mmkitd's wire format (proto) and the event-ring
+# reader (evring) are built against the library's sources; the HTTP feed
+# (http_request) has its rule above.
+FUZZ_NAMES   := proto report_text shm_parse evring http_request
 FUZZERS      := $(FUZZ_NAMES:%=$(B)/fuzz/%)
 FUZZ_CC      ?= clang
 FUZZ_SECONDS ?= 60

@@ -25,6 +25,7 @@
 #include "sys.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,13 @@ int mmk__client_ring_attach(mmk_client *c, const char *name)
     int e = mmk__sys_fstat(fd[0], &st);
     if (!e && (st.st_size < MMK__EVRING_HDR || st.st_size > (1 << 30)))
         e = -EPROTO;
+    /* Mapped whole and read without checks: it must never shrink under us
+     * (the server seals it; anything else listening on the socket may not). */
+    if (!e) {
+        int seals = mmk__sys_fcntl(fd[0], F_GET_SEALS, 0);
+        if (seals < 0 || !(seals & F_SEAL_SHRINK))
+            e = -EPROTO;
+    }
     if (!e && c->nrings == c->caprings) {
         size_t cap = c->caprings ? c->caprings * 2 : 4;
         struct mmk__ring_sub *v = realloc(c->rings, cap * sizeof *v);

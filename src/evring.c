@@ -60,8 +60,15 @@ int mmk__evring_read(const void *map, uint64_t *pos, mmk_seg_event *ev)
 {
     const struct mmk__evring_hdr *h = hdr_of(map);
     uint32_t n = LOAD(&h->nslots);
-    for (;;) {
+    /* A writer that is only being fast keeps moving head, so a few retries
+     * end in a slot read or an overrun; one that leaves a stamp wrong for
+     * good (a broken or hostile server) must not hang the reader. */
+    for (int tries = 0;; tries++) {
         uint64_t head = LOAD_ACQ(&h->head);
+        if (tries == 1000) {
+            *pos = head;
+            return -EOVERFLOW;
+        }
         if (head <= *pos)
             return 0;
         if (head - *pos > n) {

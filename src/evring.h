@@ -58,7 +58,9 @@ int mmk__evring_check(const void *map, size_t len);
  * Read the event at *pos into *ev (name left empty: the ring belongs to
  * one segment).  1 and *pos advanced; 0 if there is none yet; -EOVERFLOW if
  * the writer has overwritten *pos (the reader fell more than nslots behind):
- * *pos then moves to the oldest position still held.
+ * *pos then moves to the oldest position still held.  Any bytes at map are
+ * safe to read (a ring that never settles is reported as an overrun and
+ * skipped): the client trusts the server only with the events' contents.
  */
 int mmk__evring_read(const void *map, uint64_t *pos, mmk_seg_event *ev);
 
