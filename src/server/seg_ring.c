@@ -28,12 +28,6 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 
-#ifndef MFD_ALLOW_SEALING
-#define MFD_ALLOW_SEALING 0x0002U
-#endif
-#ifndef MFD_NOEXEC_SEAL
-#define MFD_NOEXEC_SEAL 0x0008U
-#endif
 #ifndef F_SEAL_FUTURE_WRITE
 #define F_SEAL_FUTURE_WRITE 0x0010
 #endif
@@ -54,16 +48,11 @@ struct mmk__ring *mmk__ring_new(const char *segname)
         return NULL;
     r->memfd = r->bell[0] = r->bell[1] = -1;
     r->len = mmk__evring_size(RING_SLOTS);
-    char label[MMK_SEG_NAME_MAX + 16];
-    snprintf(label, sizeof label, "mmkit-events:%.200s", segname);
-    int fd = mmk__sys_memfd(label, MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
-    if (fd == -EINVAL) /* before Linux 6.3 */
-        fd = mmk__sys_memfd(label, MFD_ALLOW_SEALING);
+    int fd = mmk__memfd_new("mmkit-events", segname, r->len);
     if (fd < 0)
         goto fail;
     r->memfd = fd;
-    if (mmk__sys_ftruncate(fd, (off_t)r->len) || mmk__sys_fchmod(fd, 0600) ||
-        mmk__sys_mmap(&r->map, NULL, r->len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) {
+    if (mmk__sys_mmap(&r->map, NULL, r->len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0)) {
         r->map = NULL;
         goto fail;
     }

@@ -91,12 +91,11 @@ size_t mmk__segtab_after(const struct mmk__segtab *t, const char *name)
     return found ? i + 1 : i;
 }
 
-/* A sealed, non-executable memfd of size bytes, mode 0600. */
-static int make_memfd(const char *name, uint64_t size)
+int mmk__memfd_new(const char *prefix, const char *name, uint64_t size)
 {
-    char label[MMK_SEG_NAME_MAX + 8];
+    char label[MMK_SEG_NAME_MAX + 16];
     /* memfd names are for /proc/PID/maps only; the kernel cuts them at 249. */
-    snprintf(label, sizeof label, "mmkit:%.200s", name);
+    snprintf(label, sizeof label, "%s:%.200s", prefix, name);
     int fd = mmk__sys_memfd(label, MFD_ALLOW_SEALING | MFD_NOEXEC_SEAL);
     if (fd == -EINVAL) /* before Linux 6.3 */
         fd = mmk__sys_memfd(label, MFD_ALLOW_SEALING);
@@ -104,9 +103,21 @@ static int make_memfd(const char *name, uint64_t size)
         return fd;
     int e = mmk__sys_ftruncate(fd, (off_t)size);
     if (!e)
-        e = mmk__sys_fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL);
-    if (!e)
         e = mmk__sys_fchmod(fd, 0600);
+    if (e < 0) {
+        mmk__sys_close(fd);
+        return e;
+    }
+    return fd;
+}
+
+/* A sealed, non-executable memfd of size bytes, mode 0600. */
+static int make_memfd(const char *name, uint64_t size)
+{
+    int fd = mmk__memfd_new("mmkit", name, size);
+    if (fd < 0)
+        return fd;
+    int e = mmk__sys_fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL);
     if (e < 0) {
         mmk__sys_close(fd);
         return e;
