@@ -112,6 +112,19 @@ static double pct(double *v, int n, double p)
     return v[i];
 }
 
+/* In a child: write the n latencies to the pipe out and exit. */
+static void __attribute__((noreturn)) send_latencies(int out, const double *lat, int n)
+{
+    size_t bytes = (size_t)n * sizeof(double);
+    for (size_t off = 0; off < bytes;) {
+        ssize_t w = write(out, (const char *)lat + off, bytes - off);
+        if (w <= 0)
+            _exit(1);
+        off += (size_t)w;
+    }
+    _exit(0);
+}
+
 /* In a child: 100 subscribers on one epoll loop, reading the segment's
  * event ring (ring) or event messages; write each latency (µs) to the
  * pipe.  The publish time of version v is in slot v % SLOTS. */
@@ -146,14 +159,7 @@ static void subscribers_child(int out, int ring)
                 lat[got++] = (bench_now() - slots[e.info.version % SLOTS]) * 1e6;
         }
     }
-    size_t bytes = (size_t)got * sizeof(double);
-    for (size_t off = 0; off < bytes;) {
-        ssize_t w = write(out, (char *)lat + off, bytes - off);
-        if (w <= 0)
-            _exit(1);
-        off += (size_t)w;
-    }
-    _exit(0);
+    send_latencies(out, lat, got);
 }
 
 static void event_latency(double *p50, double *p99, int ring)
@@ -273,14 +279,7 @@ static void kernel_floor(double *p50, double *p99)
                 }
             }
         }
-        size_t bytes = (size_t)got * sizeof(double);
-        for (size_t off = 0; off < bytes;) {
-            ssize_t w = write(p[1], (char *)lat + off, bytes - off);
-            if (w <= 0)
-                _exit(1);
-            off += (size_t)w;
-        }
-        _exit(0);
+        send_latencies(p[1], lat, got);
     }
     close(p[1]);
     char ready;
