@@ -2,6 +2,7 @@
  * destroy orders, a randomized model test, threads, the mapping budget,
  * EFAULT and prepare_write, fork, bad input. */
 #include "mmkit.h"
+#include "maps_util.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -27,22 +28,6 @@ static void setup(void)
 static const char *str_at(mmk_region *r, size_t off)
 {
     return (const char *)mmk_region_base(r) + off;
-}
-
-/* Count the kernel mappings that intersect [base, base + len). */
-static size_t kernel_mappings(const void *base, size_t len)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    cr_assert_not_null(f);
-    uintptr_t lo = (uintptr_t)base, hi = lo + len, a, b;
-    size_t n = 0;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (sscanf(line, "%lx-%lx", &a, &b) == 2 && a < hi && b > lo)
-            n++;
-    }
-    fclose(f);
-    return n;
 }
 
 /* ---- the list scenario ------------------------------------------------------- */

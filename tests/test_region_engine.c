@@ -4,6 +4,7 @@
  * edge, small budgets under snapshot churn, freed pool pages reused and
  * bookkeeping memory given back; and one named test per defect fixed. */
 #include "mmkit.h"
+#include "maps_util.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
@@ -42,22 +43,6 @@ static size_t PG;
 static void setup(void)
 {
     PG = (size_t)sysconf(_SC_PAGESIZE);
-}
-
-/* Kernel mappings intersecting [lo, lo + len), from the text of
- * /proc/self/maps (independent of the engine's own way of asking). */
-static size_t kernel_mappings(const void *base, size_t len)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    cr_assert_not_null(f);
-    uintptr_t lo = (uintptr_t)base, hi = lo + len, a, b;
-    size_t n = 0;
-    char line[512];
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "%lx-%lx", &a, &b) == 2 && a < hi && b > lo)
-            n++;
-    fclose(f);
-    return n;
 }
 
 /* The kernel's count of mappings in the whole view space. */

@@ -6,6 +6,7 @@
  * below the kernel's.  Each case runs with spans off, at the default
  * distance and at any distance. */
 #include "mmkit.h"
+#include "maps_util.h"
 
 #include <criterion/criterion.h>
 #include <stdint.h>
@@ -31,20 +32,6 @@ static void setup(void)
 static void teardown(void)
 {
     mmk__protect_force_gap((size_t)-2);
-}
-
-static size_t kernel_mappings(const void *base, size_t len)
-{
-    FILE *f = fopen("/proc/self/maps", "r");
-    cr_assert_not_null(f);
-    uintptr_t lo = (uintptr_t)base, hi = lo + len, a, b;
-    size_t n = 0;
-    char line[512];
-    while (fgets(line, sizeof line, f))
-        if (sscanf(line, "%lx-%lx", &a, &b) == 2 && a < hi && b > lo)
-            n++;
-    fclose(f);
-    return n;
 }
 
 static void check_counts(mmk_region *r, const char *what)
