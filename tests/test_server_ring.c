@@ -353,3 +353,38 @@ Test(ring, the_ring_goes_with_its_last_reader)
     cr_assert_eq(now, before, "the server keeps descriptors of unused rings");
     mmk_client_close(pub);
 }
+
+Test(ring, a_server_without_rings_answers_with_event_messages)
+{
+    ts_cleanup(&srv);
+    memset(&srv, 0, sizeof srv);
+    static const char *const args[] = { "--no-event-rings", NULL };
+    cr_assert_eq(ts_start_args(&srv, args), 0, "server did not start");
+    mmk_client *pub = client(1), *sub = client(1);
+    cr_assert_eq(mmk_seg_create(pub, "plain", 4096, 0644), 0);
+    /* Asked for a ring, the server subscribes without one: no descriptors. */
+    int fd = ts_raw(&srv);
+    cr_assert_geq(fd, 0);
+    struct mmk__req q = { .op = MMK__T_HELLO, .id = 1 };
+    int fds[2];
+    cr_assert_eq(raw_call(fd, &q, fds, NULL), 0);
+    memset(&q, 0, sizeof q);
+    q.op = MMK_OP_SUBSCRIBE;
+    q.id = 2;
+    q.flags = MMK__SUB_RING;
+    q.namelen = strlen("plain");
+    memcpy(q.name, "plain", q.namelen);
+    cr_assert_eq(raw_call(fd, &q, fds, NULL), 0);
+    cr_assert_eq(fds[0], -1, "a ring came from a server told not to make any");
+    close(fd);
+    /* The library takes that as a subscription by messages, and it works. */
+    cr_assert_eq(mmk_seg_subscribe(sub, "plain"), 0);
+    cr_assert_eq(mmk_seg_publish(pub, "plain", 4, 4, NULL), 0);
+    mmk_seg_event ev;
+    cr_assert_eq(mmk_seg_next_event(sub, &ev, 5000), 0);
+    cr_assert_eq(ev.kind, MMK_EV_WRITE);
+    cr_assert_eq(ev.offset, 4);
+    cr_assert_str_eq(ev.info.name, "plain");
+    mmk_client_close(sub);
+    mmk_client_close(pub);
+}

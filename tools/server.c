@@ -15,7 +15,7 @@ static int usage(void)
 {
     fputs("usage: mmkit server [--socket PATH] [--state-dir DIR] [--daemon] [--quiet] [--verbose]\n"
           "                    [--max-clients N] [--max-per-uid N] [--max-segments N] [--max-size SIZE]\n"
-          "                    [--hello-timeout MS] [--backlog N]\n"
+          "                    [--hello-timeout MS] [--backlog N] [--no-event-rings]\n"
           "                    [--http ADDR:PORT [--http-any] [--http-all] [--http-heartbeat MS]]\n",
           stderr);
     return 2;
@@ -89,6 +89,8 @@ int cmd_server(int argc, char **argv)
             o.quiet = 1;
         } else if (!strcmp(a, "--verbose")) {
             o.verbose = 1;
+        } else if (!strcmp(a, "--no-event-rings")) {
+            o.no_rings = 1;
         } else if (!strcmp(a, "--http-any")) {
             o.http_any = 1;
         } else if (!strcmp(a, "--http-all")) {

@@ -242,11 +242,15 @@ static int do_subscribe(struct mmk__srv *srv, struct mmk__conn *c, const struct 
         c->subs = v;
         c->capsubs = cap;
     }
-    int ring = (q->flags & MMK__SUB_RING) != 0;
+    int ring = (q->flags & MMK__SUB_RING) && !srv->opts.no_rings;
     int ring_fd = -1, bell_fd = -1;
-    e = mmk__seg_sub_add(s, c, ring);
-    if (!e && ring && (e = mmk__ring_handout(s->ring, &ring_fd, &bell_fd)) != 0)
+    e = mmk__seg_sub_add(s, c, &ring);
+    if (!e && ring && mmk__ring_handout(s->ring, &ring_fd, &bell_fd) != 0) {
+        /* The ring cannot be handed out: event messages instead. */
         mmk__seg_sub_del(s, c);
+        ring = 0;
+        e = mmk__seg_sub_add(s, c, &ring);
+    }
     if (e)
         return e;
     c->subs[c->nsubs++] = s;

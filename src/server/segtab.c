@@ -255,8 +255,9 @@ void mmk__seg_info(const struct mmk__seg *s, mmk_seg_info *in)
     in->mtime_ns = s->mtime_ns;
 }
 
-int mmk__seg_sub_add(struct mmk__seg *s, struct mmk__conn *c, int ring)
+int mmk__seg_sub_add(struct mmk__seg *s, struct mmk__conn *c, int *ringp)
 {
+    int ring = *ringp != 0;
     for (size_t i = 0; i < s->nsubs; i++)
         if (s->subs[i] == c)
             return -EALREADY;
@@ -272,11 +273,13 @@ int mmk__seg_sub_add(struct mmk__seg *s, struct mmk__conn *c, int ring)
         s->subring = f;
         s->capsubs = cap;
     }
+    /* No ring (out of descriptors, say): event messages still work. */
     if (ring && !s->ring && !(s->ring = mmk__ring_new(s->name)))
-        return -ENOMEM;
-    s->subring[s->nsubs] = ring != 0;
+        ring = 0;
+    s->subring[s->nsubs] = (uint8_t)ring;
     s->subs[s->nsubs++] = c;
-    s->nringsubs += ring != 0;
+    s->nringsubs += (size_t)ring;
+    *ringp = ring;
     return 0;
 }
 

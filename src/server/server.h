@@ -36,6 +36,7 @@ struct mmk__srv_opts {
     int         hello_ms;      /* a new connection must say hello within this, 0: 5000 */
     int         backlog;       /* events kept for replay, 0: 4096 */
     int         ready_fd;      /* >= 0: write one byte there once serving, then close it */
+    int         no_rings;      /* --no-event-rings: every subscriber gets event messages */
     int         quiet;         /* no start/stop lines on stderr */
     int         verbose;       /* a line per closed connection too */
     const char *http_addr;     /* --http ADDR:PORT, NULL: no HTTP feed */
@@ -138,9 +139,9 @@ int  mmk__seg_reopen(const struct mmk__seg *s, int rw);
 /* 0 if cred may access s for want (4 read, 2 write, 6 both), else -EACCES. */
 int  mmk__seg_access(uint32_t mode, uint32_t uid, uint32_t gid, const struct mmk__cred *c, int want);
 void mmk__seg_info(const struct mmk__seg *s, mmk_seg_info *info);
-/* Add c to s's subscribers; ring: c reads s's event ring (made on the
- * first such subscriber; -ENOMEM or -errno if it cannot be), not its socket. */
-int  mmk__seg_sub_add(struct mmk__seg *s, struct mmk__conn *c, int ring);
+/* Add c to s's subscribers.  *ring in: c asks to read s's event ring
+ * rather than messages; out: it does (0 if the ring could not be made). */
+int  mmk__seg_sub_add(struct mmk__seg *s, struct mmk__conn *c, int *ring);
 /* Remove c; the ring goes with its last reader. */
 void mmk__seg_sub_del(struct mmk__seg *s, struct mmk__conn *c);
 /* 1 if entry i of s->subs reads the ring. */
