@@ -73,7 +73,25 @@ static int written(size_t i)
     return k == 7;
 }
 
-static void spans_case(size_t gap)
+/* Unmap r's live view (as the budget's eviction does), then map every
+ * mapped block again by reading it. */
+static void wipe_and_remap(mmk_region *r)
+{
+    const char *p = mmk_region_base(r);
+    mmk__vm_lock();
+    int e = mmk__view_wipe(r);
+    mmk__vm_unlock();
+    cr_assert_eq(e, 0);
+    for (size_t b = 0; b < N / BLOCK; b++)
+        if (mapped_block(b))
+            (void)*(const volatile char *)(p + b * BLOCK * PG);
+}
+
+/* The scene both cases start from: a region whose first half is written,
+ * snapshot s0 taken, the live view unmapped (as the budget's eviction
+ * does), every mapped block mapped again by reading it (read-only pool
+ * pages or zero pages, checked), then the written() pages written. */
+static mmk_region *scattered_scene(size_t gap, mmk_region **s0)
 {
     mmk__protect_force_gap(gap);
     mmk_region *r = mmk_region_create(N * PG, 0);
@@ -81,20 +99,23 @@ static void spans_case(size_t gap)
     char *p = mmk_region_base(r);
     for (size_t i = 0; i < N / 2; i++)
         p[i * PG] = fill_of(i);
-    mmk_region *s0 = mmk_region_snapshot(r, 0);
-    cr_assert_not_null(s0);
-    /* Unmap the live view (as the budget's eviction does), then map some
-     * blocks again by reading them: read-only (pool) or zero pages. */
-    mmk__vm_lock();
-    int e = mmk__view_wipe(r);
-    mmk__vm_unlock();
-    cr_assert_eq(e, 0);
+    *s0 = mmk_region_snapshot(r, 0);
+    cr_assert_not_null(*s0);
+    wipe_and_remap(r);
     for (size_t b = 0; b < N / BLOCK; b++)
         if (mapped_block(b))
             cr_assert_eq(p[b * BLOCK * PG], b * BLOCK < N / 2 ? fill_of(b * BLOCK) : 0);
     for (size_t i = 0; i < N; i++)
         if (written(i))
             p[i * PG] = 'w';
+    return r;
+}
+
+static void spans_case(size_t gap)
+{
+    mmk_region *s0;
+    mmk_region *r = scattered_scene(gap, &s0);
+    char *p = mmk_region_base(r);
     mmk_region *s1 = mmk_region_snapshot(r, 0);
     cr_assert_not_null(s1);
     check_counts(r, "after the snapshot");
@@ -186,24 +207,9 @@ Test(region_spans, scattered_runs_snapshot_after_snapshot, .init = setup, .fini 
  * runs with unmapped pages between them. */
 static void prepare_and_restore_case(size_t gap)
 {
-    mmk__protect_force_gap(gap);
-    mmk_region *r = mmk_region_create(N * PG, 0);
-    cr_assert_not_null(r);
+    mmk_region *s0;
+    mmk_region *r = scattered_scene(gap, &s0);
     char *p = mmk_region_base(r);
-    for (size_t i = 0; i < N / 2; i++)
-        p[i * PG] = fill_of(i);
-    mmk_region *s0 = mmk_region_snapshot(r, 0);
-    cr_assert_not_null(s0);
-    mmk__vm_lock();
-    int e = mmk__view_wipe(r);
-    mmk__vm_unlock();
-    cr_assert_eq(e, 0);
-    for (size_t b = 0; b < N / BLOCK; b++)
-        if (mapped_block(b))
-            (void)*(volatile char *)(p + b * BLOCK * PG);
-    for (size_t i = 0; i < N; i++)
-        if (written(i))
-            p[i * PG] = 'w';
     cr_assert_eq(mmk_region_prepare_write(r, 0, N * PG), 0);
     for (size_t i = 0; i < N; i++)
         cr_assert_eq(p[i * PG], written(i) ? 'w' : i < N / 2 ? fill_of(i) : 0, "gap %zu page %zu",
@@ -211,13 +217,7 @@ static void prepare_and_restore_case(size_t gap)
     /* Scattered short runs again, with unmapped pages between them. */
     mmk_region *s1 = mmk_region_snapshot(r, 0);
     cr_assert_not_null(s1);
-    mmk__vm_lock();
-    e = mmk__view_wipe(r);
-    mmk__vm_unlock();
-    cr_assert_eq(e, 0);
-    for (size_t b = 0; b < N / BLOCK; b++)
-        if (mapped_block(b))
-            (void)*(volatile char *)(p + b * BLOCK * PG);
+    wipe_and_remap(r);
     for (size_t i = 0; i < N; i++)
         if (written(i))
             p[i * PG] = 'x';
