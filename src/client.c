@@ -506,9 +506,9 @@ int mmk_seg_grow(mmk_client *c, const char *name, uint64_t size)
 
 /*
  * A subscription to one segment asks for its event ring (unless
- * $MMKIT_EVENT_RING=0).  A server that answers without one, or a ring this
- * side cannot map, leaves the subscription on the socket: the ring is
- * given up with an unsubscribe and the subscription made again without it.
+ * $MMKIT_EVENT_RING=0).  A server that answers without one has subscribed
+ * us to messages; a ring this side cannot map is given up with an
+ * unsubscribe and the subscription made again without it.
  */
 int mmk_seg_subscribe(mmk_client *c, const char *name)
 {

@@ -177,23 +177,23 @@ static int take_event(mmk_client *c, mmk_seg_event *ev)
 }
 
 /*
- * Reset the bells and say whether the socket is readable, waiting up to
- * timeout_ms for either.  0 (nothing), 1 (socket readable), 2 (a bell
- * rang or the socket is readable), or -errno.
+ * Reset the bells, waiting up to timeout_ms for a bell or the socket: 1 if
+ * the socket is readable, 0 if not (a bell rang, the time passed, or a
+ * signal came), or -errno.
  */
 static int wait_any(mmk_client *c, int timeout_ms)
 {
     struct epoll_event evs[16];
     int n = mmk__sys_epoll_wait(c->ep, evs, 16, timeout_ms);
     if (n == -EINTR)
-        return 2;
+        return 0;
     if (n < 0)
         return n;
     c->lazy = 0;
-    int sock = 0;
     for (int i = 0; i < n; i++)
-        sock |= evs[i].data.ptr == NULL;
-    return sock ? 1 : n ? 2 : 0;
+        if (evs[i].data.ptr == NULL)
+            return 1;
+    return 0;
 }
 
 /*
@@ -215,8 +215,9 @@ static int next_message(mmk_client *c, mmk_message *m, int timeout_ms, int event
             m->kind = MMK_MSG_EVENT;
             return got < 0 ? got : 0;
         }
-        if (!events_only && c->head)
-            return mmk__client_dequeue(c, 0, m) ? 0 : -EIO;
+        /* Nothing queued is left for this call: take_event had the events,
+         * a reply at the head was taken on entry, and one behind an event
+         * waits for a later call (this loop queues only events). */
         if (timeout_ms == 0 && c->lazy) {
             c->lazy = 0; /* the bells stay set: the descriptor still says "look" */
             return -ETIMEDOUT;
@@ -232,19 +233,8 @@ static int next_message(mmk_client *c, mmk_message *m, int timeout_ms, int event
         if (w < 0)
             return w;
         checked = 1;
-        if (w != 1) {
-            if (w == 0 && left == 0 && timeout_ms == 0) {
-                /* Nothing rang and the socket is dry, but a ring may have
-                 * been written just before the reset: look once more. */
-                got = take_event(c, &m->event);
-                if (got) {
-                    m->kind = MMK_MSG_EVENT;
-                    return got < 0 ? got : 0;
-                }
-                return -ETIMEDOUT;
-            }
-            continue;
-        }
+        if (!w)
+            continue; /* the rings are read again after every reset */
         int fd[2];
         int n = mmk__client_read(c, mmk__client_now_ms(), fd);
         if (n == -ETIMEDOUT)
