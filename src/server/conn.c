@@ -402,9 +402,9 @@ void mmk__conn_event_sink(const mmk_seg_event *ev, void *arg)
     if (len < 0)
         return;
     struct mmk__seg *s = mmk__segtab_find(&srv->segs, ev->info.name);
-    if (s && s->ring)
-        mmk__ring_put(s->ring, ev); /* every ring reader at once */
     if (s) {
+        if (s->ring)
+            mmk__ring_put(s->ring, ev); /* every ring reader at once */
         for (size_t i = 0; i < s->nsubs; i++) {
             struct mmk__conn *c = s->subs[i];
             if (mmk__seg_sub_ring(s, i))

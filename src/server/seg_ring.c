@@ -23,7 +23,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
@@ -116,9 +115,7 @@ void mmk__ring_put(struct mmk__ring *r, const mmk_seg_event *ev)
 
 int mmk__ring_handout(const struct mmk__ring *r, int *ring_fd, int *bell_fd)
 {
-    char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", r->memfd);
-    int fd = mmk__sys_open(path, O_RDONLY | O_CLOEXEC, 0);
+    int fd = mmk__memfd_reopen(r->memfd, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return fd;
     int b = mmk__sys_fcntl(r->bell[0], F_DUPFD_CLOEXEC, 0);

@@ -212,11 +212,16 @@ int mmk__seg_grow(struct mmk__seg *s, uint64_t size, uint64_t max_size)
     return 0;
 }
 
-int mmk__seg_reopen(const struct mmk__seg *s, int rw)
+int mmk__memfd_reopen(int fd, int flags)
 {
     char path[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", s->fd);
-    return mmk__sys_open(path, rw ? O_RDWR : O_RDONLY, 0);
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    return mmk__sys_open(path, flags, 0);
+}
+
+int mmk__seg_reopen(const struct mmk__seg *s, int rw)
+{
+    return mmk__memfd_reopen(s->fd, rw ? O_RDWR : O_RDONLY);
 }
 
 int mmk__seg_access(uint32_t mode, uint32_t uid, uint32_t gid, const struct mmk__cred *c, int want)

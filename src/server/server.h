@@ -134,6 +134,9 @@ int  mmk__seg_grow(struct mmk__seg *s, uint64_t size, uint64_t max_size);
 /* A memfd labelled "prefix:name", size bytes, mode 0600, sealable and
  * non-executable where the kernel can (no seals added yet). */
 int  mmk__memfd_new(const char *prefix, const char *name, uint64_t size);
+/* A new open file description of the memfd fd (through /proc/self/fd),
+ * opened with flags: what a holder gets instead of a dup of ours. */
+int  mmk__memfd_reopen(int fd, int flags);
 /* A new open file description of the segment: O_RDONLY or O_RDWR. */
 int  mmk__seg_reopen(const struct mmk__seg *s, int rw);
 /* 0 if cred may access s for want (4 read, 2 write, 6 both), else -EACCES. */
