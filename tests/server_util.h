@@ -6,6 +6,7 @@
 #include "mmkit.h"
 
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
@@ -110,6 +111,21 @@ static inline void ts_cleanup(struct test_server *s)
         if (system(cmd) != 0)
             fprintf(stderr, "cannot remove %s\n", s->dir);
     }
+}
+
+/* Descriptors process pid holds (entries of /proc/PID/fd), or -1. */
+static inline int ts_count_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (!d)
+        return -1;
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n;
 }
 
 /* A raw SOCK_SEQPACKET connection to the server (no hello), or -1. */

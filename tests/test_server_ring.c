@@ -8,7 +8,6 @@
 #include "server_util.h"
 
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <poll.h>
 #include <stdint.h>
 #include <sys/mman.h>
@@ -321,24 +320,12 @@ Test(ring, unsubscribe_stops_ring_events)
     mmk_client_close(pub);
 }
 
-static int count_fds(pid_t pid)
-{
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
-    DIR *d = opendir(path);
-    cr_assert_not_null(d);
-    int n = 0;
-    while (readdir(d))
-        n++;
-    closedir(d);
-    return n;
-}
-
 Test(ring, the_ring_goes_with_its_last_reader)
 {
     mmk_client *pub = client(1);
     cr_assert_eq(mmk_seg_create(pub, "cycle", 4096, 0644), 0);
-    int before = count_fds(srv.pid);
+    int before = ts_count_fds(srv.pid);
+    cr_assert_gt(before, 0);
     for (int i = 0; i < 50; i++) {
         mmk_client *a = client(1), *b = client(1);
         cr_assert_eq(mmk_seg_subscribe(a, "cycle"), 0);
@@ -353,7 +340,7 @@ Test(ring, the_ring_goes_with_its_last_reader)
     int now = -1;
     for (int i = 0; i < 200; i++) {
         cr_assert_eq(mmk_seg_stat(pub, "cycle", &in), 0);
-        if (in.subscribers == 0 && (now = count_fds(srv.pid)) <= before)
+        if (in.subscribers == 0 && (now = ts_count_fds(srv.pid)) <= before)
             break;
         ts_sleep_ms(10);
     }

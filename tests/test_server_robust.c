@@ -193,14 +193,6 @@ Test(robust, oversized_message_is_refused)
     assert_serving();
 }
 
-static int count_fds(void)
-{
-    int n = 0;
-    for (int fd = 0; fd < 4096; fd++)
-        n += fcntl(fd, F_GETFD) >= 0;
-    return n;
-}
-
 Test(robust, descriptors_sent_to_the_server_are_closed)
 {
     /* The server must not keep what a client pushes at it.  We cannot see
@@ -211,7 +203,7 @@ Test(robust, descriptors_sent_to_the_server_are_closed)
     size_t len = hello(buf, 1);
     send(fd, buf, len, 0);
     recv_wait(fd, buf, sizeof buf, 2000);
-    int before = count_fds();
+    int before = ts_count_fds(getpid());
     for (int i = 0; i < 300; i++) {
         int p[2];
         cr_assert_eq(pipe(p), 0);
@@ -240,7 +232,7 @@ Test(robust, descriptors_sent_to_the_server_are_closed)
         cr_assert_lt(r.status, 0, "a message carrying descriptors was accepted");
     }
     close(fd);
-    cr_assert_eq(count_fds(), before - 1, "descriptors leaked on our side");
+    cr_assert_eq(ts_count_fds(getpid()), before - 1, "descriptors leaked on our side");
     assert_serving();
 }
 
